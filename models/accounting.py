@@ -63,14 +63,16 @@ def post_entry(
     credit = sum((money(l.credit) for l in cleaned), ZERO)
     if debit != credit:
         raise UnbalancedEntry(f"entry {source_key}: debits {debit} differ from credits {credit}")
+    # Resolve accounts before adding any line: a query in between would autoflush a half-built entry.
+    account_ids = [account_id(session, l.account_code) for l in cleaned]
     entry = JournalEntry(source_key=source_key, date=entry_date, journal=journal, memo=memo)
     session.add(entry)
     session.flush()
-    for l in cleaned:
+    for l, acct in zip(cleaned, account_ids, strict=True):
         session.add(
             JournalLine(
                 entry_id=entry.id,
-                account_id=account_id(session, l.account_code),
+                account_id=acct,
                 debit=money(l.debit),
                 credit=money(l.credit),
                 label=l.label,

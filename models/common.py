@@ -21,7 +21,8 @@ MILLI = Decimal("0.001")
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    # SQLModel stores datetimes as UTC and refuses naive ones, so every timestamp we make is aware.
+    return datetime.now(UTC)
 
 
 def money(value: Any) -> Decimal:

@@ -1,0 +1,625 @@
+"""The two operations stock rests on, reserve and move, plus the stock levels read model.
+
+Both must stay right under concurrency and retries:
+- PostgreSQL: a demand row locked FOR UPDATE serialises repeats of one demand line; quants are taken with a
+  conditional `UPDATE ... WHERE quantity - reserved >= :q` (row lock, no oversell; the pattern measured fastest
+  in reference/perf-reliability-anchors.md b.7), falling back to a locked re-read when another writer got there
+  first.
+- SQLite: every transaction begins IMMEDIATE (models/db.py), so a transaction that reaches here holds the single
+  write lock; arithmetic is done in Decimal and absolute values are written, because SQLite would do it in
+  binary floating point.
+Both functions flush and never commit: the caller's transaction makes the whole operation atomic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from models.accounting import LineSpec, post_entry
+from models.common import ZERO, LocationUsage, MoveKind, money, qty, utcnow
+from models.ledger import JournalEntry
+from models.masterdata import Account, Location, Product, ProductCategory, Warehouse
+from models.stock import Quant, Reservation, ReservationDemand, StockMove, ValuationLayer
+
+# Locations whose stock the company owns: moving stock between them changes no valuation.
+OWNED_USAGES = frozenset(
+    {LocationUsage.internal, LocationUsage.input, LocationUsage.quarantine, LocationUsage.transit}
+)
+UNIT_COST_STEP = Decimal("0.0001")
+
+# Default account codes (Anglo-Saxon interim accounts, erp-anchors b10) when a category names none.
+DEFAULT_ACCOUNTS = {
+    "valuation": "1200",
+    "stock_input": "1210",
+    "stock_output": "1220",
+    "adjustment": "5100",
+}
+
+
+class StockError(ValueError):
+    """A stock operation that cannot be done as asked; the message says why."""
+
+
+class InsufficientStock(StockError):
+    pass
+
+
+# ---------------------------------------------------------------------------------------------- read model
+
+
+@dataclass(frozen=True)
+class StockLevel:
+    product_id: int
+    sku: str
+    product_name: str
+    warehouse_id: int
+    warehouse_code: str
+    on_hand: Decimal
+    reserved: Decimal
+    available: Decimal
+
+
+def stock_levels(
+    session: Session,
+    *,
+    product_id: int | None = None,
+    warehouse_id: int | None = None,
+    sku: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[list[StockLevel], int]:
+    """On hand, reserved and available per product and warehouse (internal locations only), and the total
+    number of such rows for paging. `sku` matches a prefix of the SKU or any part of the product name."""
+    on_hand = func.sum(Quant.quantity)
+    reserved = func.sum(Quant.reserved)
+    filters = [Location.usage == LocationUsage.internal]
+    if product_id is not None:
+        filters.append(Quant.product_id == product_id)
+    if warehouse_id is not None:
+        filters.append(Location.warehouse_id == warehouse_id)
+    if sku:
+        like = sku.strip()
+        filters.append((Product.sku.startswith(like)) | (Product.name.icontains(like)))
+    grouped = (
+        select(
+            Product.id,
+            Product.sku,
+            Product.name,
+            Warehouse.id.label("warehouse_id"),
+            Warehouse.code,
+            on_hand.label("on_hand"),
+            reserved.label("reserved"),
+        )
+        .select_from(Quant)
+        .join(Product, Product.id == Quant.product_id)
+        .join(Location, Location.id == Quant.location_id)
+        .join(Warehouse, Warehouse.id == Location.warehouse_id)
+        .where(and_(*filters))
+        .group_by(Product.id, Product.sku, Product.name, Warehouse.id, Warehouse.code)
+    )
+    total = session.scalar(select(func.count()).select_from(grouped.subquery())) or 0
+    rows = session.execute(grouped.order_by(Product.sku, Warehouse.code).offset(offset).limit(limit)).all()
+    levels = []
+    for pid, psku, pname, wid, wcode, oh, rs in rows:
+        oh, rs = qty(oh or 0), qty(rs or 0)
+        levels.append(StockLevel(pid, psku, pname, wid, wcode, oh, rs, oh - rs))
+    return levels, total
+
+
+# ---------------------------------------------------------------------------------------------- reserve
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    demand_key: str
+    requested: Decimal
+    reserved: Decimal  # held for the demand now, in total
+    newly_reserved: Decimal  # what this call added
+
+    @property
+    def shortfall(self) -> Decimal:
+        return max(self.requested - self.reserved, ZERO)
+
+
+def _insert_ignore(session: Session, table, values: dict, key: str) -> bool:
+    """Insert unless a row with the same `key` exists; True when this call inserted it."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+    # RETURNING tells reliably whether the row was new (rowcount of an upsert differs between drivers).
+    return session.execute(stmt.returning(table.c.id)).first() is not None
+
+
+def _is_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def reserve(
+    session: Session, *, demand_key: str, product_id: int, warehouse_id: int, quantity: Decimal
+) -> ReserveResult:
+    """Reserve up to `quantity` for the demand line from the warehouse's available stock, oldest stock first.
+
+    The demand holds at most `quantity` in total: repeating the same request reserves nothing more, and a
+    later call with a larger quantity tops the demand up from what has become available."""
+    quantity = qty(quantity)
+    if quantity <= 0:
+        raise StockError("quantity to reserve must be positive")
+    if session.get(Product, product_id) is None:
+        raise StockError(f"unknown product id {product_id}")
+    if session.get(Warehouse, warehouse_id) is None:
+        raise StockError(f"unknown warehouse id {warehouse_id}")
+    demand = _lock_demand(session, demand_key, product_id, warehouse_id)
+    if (demand.product_id, demand.warehouse_id) != (product_id, warehouse_id):
+        raise StockError(f"demand {demand_key} is for another product or warehouse")
+    demand.requested = max(qty(demand.requested), quantity)
+    missing = quantity - qty(demand.reserved)
+    added = ZERO
+    if missing > 0:
+        candidates = session.execute(
+            select(Quant.id, Quant.quantity, Quant.reserved)
+            .join(Location, Location.id == Quant.location_id)
+            .where(
+                Quant.product_id == product_id,
+                Location.warehouse_id == warehouse_id,
+                Location.usage == LocationUsage.internal,
+                Quant.quantity > Quant.reserved,
+            )
+            .order_by(Quant.in_date, Quant.id)
+        ).all()
+        for quant_id, _q, _r in candidates:
+            taken = _take_from_quant(session, quant_id, missing)
+            if taken <= 0:
+                continue
+            _add_reservation(session, demand.id, quant_id, taken)
+            added += taken
+            missing -= taken
+            if missing <= 0:
+                break
+    demand.reserved = qty(demand.reserved) + added
+    session.add(demand)
+    session.flush()
+    return ReserveResult(demand_key, qty(demand.requested), qty(demand.reserved), added)
+
+
+def _lock_demand(session: Session, demand_key: str, product_id: int, warehouse_id: int) -> ReservationDemand:
+    _insert_ignore(
+        session,
+        ReservationDemand.__table__,
+        {
+            "demand_key": demand_key,
+            "product_id": product_id,
+            "warehouse_id": warehouse_id,
+            "requested": ZERO,
+            "reserved": ZERO,
+            "created_at": utcnow(),
+        },
+        "demand_key",
+    )
+    stmt = select(ReservationDemand).where(ReservationDemand.demand_key == demand_key)
+    if _is_pg(session):
+        stmt = stmt.with_for_update()
+    # populate_existing: the row may have changed since this session last saw it (another writer).
+    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
+
+
+def _take_from_quant(session: Session, quant_id: int, want: Decimal) -> Decimal:
+    """Reserve up to `want` on one quant; returns what was taken (zero if another writer took it all)."""
+    quant = Quant.__table__
+    if _is_pg(session):
+        hit = session.execute(
+            update(quant)
+            .where(quant.c.id == quant_id, quant.c.quantity - quant.c.reserved >= want)
+            .values(reserved=quant.c.reserved + want)
+        )
+        if hit.rowcount == 1:
+            return want
+        # Less than `want` is left here now: lock the row, read what is left and take that.
+        left = session.execute(
+            select(quant.c.quantity - quant.c.reserved).where(quant.c.id == quant_id).with_for_update()
+        ).scalar_one()
+        take = min(qty(left), want)
+        if take <= 0:
+            return ZERO
+        session.execute(update(quant).where(quant.c.id == quant_id).values(reserved=quant.c.reserved + take))
+        return take
+    on_hand, held = session.execute(
+        select(quant.c.quantity, quant.c.reserved).where(quant.c.id == quant_id)
+    ).one()
+    take = min(qty(on_hand) - qty(held), want)
+    if take <= 0:
+        return ZERO
+    session.execute(update(quant).where(quant.c.id == quant_id).values(reserved=qty(held) + take))
+    return take
+
+
+def _add_reservation(session: Session, demand_id: int, quant_id: int, amount: Decimal) -> None:
+    row = session.execute(
+        select(Reservation).where(Reservation.demand_id == demand_id, Reservation.quant_id == quant_id)
+    ).scalar_one_or_none()
+    if row is None:
+        session.add(Reservation(demand_id=demand_id, quant_id=quant_id, quantity=amount))
+    else:
+        row.quantity = qty(row.quantity) + amount
+        session.add(row)
+
+
+def release(session: Session, *, demand_key: str, quantity: Decimal | None = None) -> Decimal:
+    """Give back a demand's reservation (all of it, or `quantity`), newest stock first; returns what was
+    released. Releasing an unknown or empty demand releases nothing, so a retried release is harmless."""
+    demand = session.execute(
+        select(ReservationDemand)
+        .where(ReservationDemand.demand_key == demand_key)
+        .execution_options(populate_existing=True)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if demand is None:
+        return ZERO
+    to_release = qty(demand.reserved) if quantity is None else min(qty(quantity), qty(demand.reserved))
+    released = _unreserve(session, demand, to_release)
+    if quantity is None:
+        demand.requested = ZERO
+    session.flush()
+    return released
+
+
+def _unreserve(session: Session, demand: ReservationDemand, amount: Decimal) -> Decimal:
+    quant = Quant.__table__
+    released = ZERO
+    rows = session.execute(
+        select(Reservation, Quant.in_date)
+        .join(Quant, Quant.id == Reservation.quant_id)
+        .where(Reservation.demand_id == demand.id, Reservation.quantity > 0)
+        .order_by(Quant.in_date.desc(), Quant.id.desc())
+    ).all()
+    for res, _ in rows:
+        if released >= amount:
+            break
+        part = min(qty(res.quantity), amount - released)
+        held = qty(session.execute(select(quant.c.reserved).where(quant.c.id == res.quant_id).with_for_update()).scalar_one())
+        session.execute(update(quant).where(quant.c.id == res.quant_id).values(reserved=held - part))
+        res.quantity = qty(res.quantity) - part
+        session.add(res)
+        released += part
+    demand.reserved = qty(demand.reserved) - released
+    session.add(demand)
+    return released
+
+
+# ---------------------------------------------------------------------------------------------- moves
+
+
+@dataclass(frozen=True)
+class MoveRequest:
+    key: str  # natural key, e.g. "SO-000123/1/ship-1" or "PO-000045/2/receipt"
+    product_id: int
+    quantity: Decimal
+    source_location_id: int
+    dest_location_id: int
+    unit_cost: Decimal | None = None  # incoming stock at this cost (receipts); defaults to the product cost
+    demand_key: str | None = None  # an outgoing move consumes this demand's reservation first
+    transfer_id: int | None = None
+    move_date: date | None = None
+    customer_id: int | None = None
+    supplier_id: int | None = None
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    move_id: int
+    key: str
+    kind: MoveKind
+    value: Decimal
+    journal_entry_id: int | None
+    already_posted: bool
+
+
+def post_move(session: Session, request: MoveRequest) -> MoveResult:
+    """Post a stock move: quants, valuation layers and the journal, in the caller's transaction. Posting the
+    same key again returns the move already posted and changes nothing."""
+    amount = qty(request.quantity)
+    if amount <= 0:
+        raise StockError("move quantity must be positive")
+    product = session.get(Product, request.product_id)
+    if product is None:
+        raise StockError(f"unknown product id {request.product_id}")
+    source = session.get(Location, request.source_location_id)
+    dest = session.get(Location, request.dest_location_id)
+    if source is None or dest is None:
+        raise StockError("unknown source or destination location")
+    if source.id == dest.id:
+        raise StockError("source and destination are the same location")
+    for loc in (source, dest):
+        if loc.usage == LocationUsage.view:
+            raise StockError(f"{loc.full_name} is a view location and holds no stock; choose a stock location or bin")
+    kind = _move_kind(source, dest)
+
+    # Claim the key first: on SQLite this is the first write (the transaction already holds the lock); on
+    # PostgreSQL a concurrent duplicate waits on the unique index and then finds the committed move.
+    claimed = _insert_ignore(
+        session,
+        StockMove.__table__,
+        {
+            "key": request.key,
+            "kind": kind,
+            "product_id": product.id,
+            "quantity": amount,
+            "source_location_id": source.id,
+            "dest_location_id": dest.id,
+            "transfer_id": request.transfer_id,
+            "demand_key": request.demand_key,
+            "unit_cost": ZERO,
+            "value": ZERO,
+            "posted_at": utcnow(),
+        },
+        "key",
+    )
+    move = session.execute(
+        select(StockMove).where(StockMove.key == request.key).execution_options(populate_existing=True)
+    ).scalar_one()
+    if not claimed:
+        if (move.product_id, qty(move.quantity), move.source_location_id, move.dest_location_id) != (
+            product.id,
+            amount,
+            source.id,
+            dest.id,
+        ):
+            raise StockError(f"move key {request.key} was already used for a different move")
+        return MoveResult(move.id, move.key, move.kind, money(move.value), move.journal_entry_id, True)
+
+    if source.usage in OWNED_USAGES:
+        _remove_stock(session, product.id, source, amount, request.demand_key)
+    if dest.usage in OWNED_USAGES:
+        _add_stock(session, product.id, dest.id, amount)
+
+    value, unit_cost = ZERO, ZERO
+    incoming = source.usage not in OWNED_USAGES and dest.usage in OWNED_USAGES
+    outgoing = source.usage in OWNED_USAGES and dest.usage not in OWNED_USAGES
+    if incoming:
+        value, unit_cost = _value_in(session, product, move, amount, request.unit_cost)
+    elif outgoing:
+        value, unit_cost = _value_out(session, product, move, amount)
+    move.value = value
+    move.unit_cost = unit_cost
+
+    if value != ZERO:
+        debit, credit = _accounts_for(session, product, kind, incoming)
+        entry = post_entry(
+            session,
+            source_key=f"move:{request.key}",
+            entry_date=request.move_date or utcnow().date(),
+            journal="stock",
+            memo=f"{kind.value} {amount} x {product.sku}",
+            lines=[
+                LineSpec(debit, debit=value, label=product.sku, supplier_id=request.supplier_id,
+                         customer_id=request.customer_id),
+                LineSpec(credit, credit=value, label=product.sku, supplier_id=request.supplier_id,
+                         customer_id=request.customer_id),
+            ],
+        )
+        move.journal_entry_id = entry.id
+    session.add(move)
+    session.flush()
+    return MoveResult(move.id, move.key, kind, value, move.journal_entry_id, False)
+
+
+def _move_kind(source: Location, dest: Location) -> MoveKind:
+    s, d = source.usage, dest.usage
+    if s == LocationUsage.supplier and d in OWNED_USAGES:
+        return MoveKind.receipt
+    if s in OWNED_USAGES and d == LocationUsage.customer:
+        return MoveKind.delivery
+    if s == LocationUsage.customer and d in OWNED_USAGES:
+        return MoveKind.customer_return
+    if s in OWNED_USAGES and d == LocationUsage.supplier:
+        return MoveKind.supplier_return
+    if s in OWNED_USAGES and d in OWNED_USAGES:
+        return MoveKind.internal
+    loss = (LocationUsage.inventory_loss, LocationUsage.scrap)
+    if (s in loss and d in OWNED_USAGES) or (s in OWNED_USAGES and d in loss):
+        return MoveKind.adjustment
+    raise StockError(f"no stock move goes from a {s.value} location to a {d.value} location")
+
+
+def _subtree(location: Location):
+    # A move from "NBG/Stock" may take stock from any bin below it.
+    return Location.path.startswith(location.path)
+
+
+def _remove_stock(session: Session, product_id: int, source: Location, amount: Decimal, demand_key: str | None):
+    quant = Quant.__table__
+    left = amount
+    if demand_key:
+        demand = session.execute(
+            select(ReservationDemand)
+            .where(ReservationDemand.demand_key == demand_key)
+            .execution_options(populate_existing=True)
+            .with_for_update()
+        ).scalar_one_or_none()
+        if demand is not None and demand.product_id != product_id:
+            raise StockError(f"demand {demand_key} is for another product")
+        if demand is not None and qty(demand.reserved) > 0:
+            # Consume the demand's own reservation first: those units leave on hand and reserved together.
+            rows = session.execute(
+                select(Reservation)
+                .join(Quant, Quant.id == Reservation.quant_id)
+                .join(Location, Location.id == Quant.location_id)
+                .where(Reservation.demand_id == demand.id, Reservation.quantity > 0, _subtree(source))
+                .order_by(Quant.in_date, Quant.id)
+            ).scalars().all()
+            used = ZERO
+            for res in rows:
+                if left <= 0:
+                    break
+                part = min(qty(res.quantity), left)
+                on_hand, held = session.execute(
+                    select(quant.c.quantity, quant.c.reserved).where(quant.c.id == res.quant_id).with_for_update()
+                ).one()
+                session.execute(
+                    update(quant)
+                    .where(quant.c.id == res.quant_id)
+                    .values(quantity=qty(on_hand) - part, reserved=qty(held) - part)
+                )
+                res.quantity = qty(res.quantity) - part
+                session.add(res)
+                used += part
+                left -= part
+            demand.reserved = qty(demand.reserved) - used
+            session.add(demand)
+    if left <= 0:
+        return
+    # The rest comes from unreserved stock, oldest first; reserved stock of other demands is never taken.
+    rows = session.execute(
+        select(quant.c.id)
+        .join(Location.__table__, Location.id == quant.c.location_id)
+        .where(quant.c.product_id == product_id, _subtree(source), quant.c.quantity > quant.c.reserved)
+        .order_by(quant.c.in_date, quant.c.id)
+        .with_for_update(of=quant)
+    ).scalars().all()
+    for quant_id in rows:
+        on_hand, held = session.execute(
+            select(quant.c.quantity, quant.c.reserved).where(quant.c.id == quant_id)
+        ).one()
+        part = min(qty(on_hand) - qty(held), left)
+        if part <= 0:
+            continue
+        session.execute(update(quant).where(quant.c.id == quant_id).values(quantity=qty(on_hand) - part))
+        left -= part
+        if left <= 0:
+            return
+    raise InsufficientStock(
+        f"not enough unreserved stock of product {product_id} in {source.full_name}: {left} short"
+    )
+
+
+def _add_stock(session: Session, product_id: int, location_id: int, amount: Decimal) -> None:
+    quant = Quant.__table__
+    existing = session.execute(
+        select(quant.c.id, quant.c.quantity)
+        .where(quant.c.product_id == product_id, quant.c.location_id == location_id, quant.c.lot_id.is_(None))
+        .order_by(quant.c.id)
+        .limit(1)
+        .with_for_update()
+    ).first()
+    if existing is None:
+        session.execute(
+            quant.insert().values(
+                product_id=product_id, location_id=location_id, quantity=amount, reserved=ZERO, in_date=utcnow()
+            )
+        )
+    else:
+        session.execute(update(quant).where(quant.c.id == existing.id).values(quantity=qty(existing.quantity) + amount))
+
+
+def _value_in(session, product: Product, move: StockMove, amount: Decimal, unit_cost: Decimal | None):
+    if product.valuation == "standard" or unit_cost is None:
+        unit_cost = Decimal(product.standard_cost)
+    unit_cost = Decimal(unit_cost).quantize(UNIT_COST_STEP)
+    if unit_cost < 0:
+        raise StockError("unit cost cannot be negative")
+    value = money(amount * unit_cost)
+    if product.valuation == "avco":
+        on_hand_qty = qty(
+            session.scalar(select(func.coalesce(func.sum(ValuationLayer.remaining_qty), 0)).where(
+                ValuationLayer.product_id == product.id
+            ))
+        )
+        old_value = on_hand_qty * Decimal(product.standard_cost)
+        product.standard_cost = ((old_value + value) / (on_hand_qty + amount)).quantize(UNIT_COST_STEP)
+        session.add(product)
+    session.add(
+        ValuationLayer(
+            product_id=product.id,
+            move_id=move.id,
+            quantity=amount,
+            unit_cost=unit_cost,
+            value=value,
+            remaining_qty=amount,
+            remaining_value=value,
+            description=f"{move.kind} {move.key}",
+        )
+    )
+    return value, unit_cost
+
+
+def _value_out(session, product: Product, move: StockMove, amount: Decimal):
+    """FIFO takes the value of the oldest layers; AVCO and standard take quantity x current cost. Every method
+    draws the quantity down from the oldest layers, so `remaining_qty` always says what is left in stock."""
+    layers = session.execute(
+        select(ValuationLayer)
+        .where(ValuationLayer.product_id == product.id, ValuationLayer.remaining_qty > 0)
+        .order_by(ValuationLayer.created_at, ValuationLayer.id)
+        .with_for_update()
+    ).scalars().all()
+    fifo = product.valuation == "fifo"
+    cost = Decimal(product.standard_cost)
+    left, value = amount, ZERO
+    for layer in layers:
+        if left <= 0:
+            break
+        take = min(qty(layer.remaining_qty), left)
+        if take == qty(layer.remaining_qty):
+            piece = money(layer.remaining_value) if fifo else money(take * cost)
+        else:
+            piece = money(Decimal(layer.remaining_value) * take / Decimal(layer.remaining_qty)) if fifo else money(
+                take * cost
+            )
+        layer.remaining_qty = qty(layer.remaining_qty) - take
+        layer.remaining_value = max(money(layer.remaining_value) - piece, ZERO) if layer.remaining_qty else ZERO
+        session.add(layer)
+        value += piece
+        left -= take
+    if left > 0:
+        # Stock that came in without a layer (should not happen); value it at the product's cost.
+        value += money(left * cost)
+    if not fifo:
+        value = money(amount * cost)
+    unit_cost = (value / amount).quantize(UNIT_COST_STEP)
+    session.add(
+        ValuationLayer(
+            product_id=product.id,
+            move_id=move.id,
+            quantity=-amount,
+            unit_cost=unit_cost,
+            value=-value,
+            description=f"{move.kind} {move.key}",
+        )
+    )
+    return value, unit_cost
+
+
+def _category_account(session: Session, category_id: int, attr: str) -> str | None:
+    seen = 0
+    while category_id is not None and seen < 20:
+        category = session.get(ProductCategory, category_id)
+        if category is None:
+            return None
+        account_id = getattr(category, attr)
+        if account_id is not None:
+            return session.get(Account, account_id).code
+        category_id = category.parent_id
+        seen += 1
+    return None
+
+
+def _accounts_for(session: Session, product: Product, kind: MoveKind, incoming: bool) -> tuple[str, str]:
+    """(debit, credit) account codes for a valued move, the Anglo-Saxon pairs of erp-anchors b10."""
+    def acct(attr: str, role: str) -> str:
+        return _category_account(session, product.category_id, attr) or DEFAULT_ACCOUNTS[role]
+
+    valuation = acct("valuation_account_id", "valuation")
+    if kind in (MoveKind.receipt, MoveKind.supplier_return):
+        counterpart = acct("stock_input_account_id", "stock_input")
+    elif kind in (MoveKind.delivery, MoveKind.customer_return):
+        counterpart = acct("stock_output_account_id", "stock_output")
+    else:
+        counterpart = DEFAULT_ACCOUNTS["adjustment"]
+    return (valuation, counterpart) if incoming else (counterpart, valuation)
+
+
+def journal_entry_for_move(session: Session, key: str) -> JournalEntry | None:
+    return session.scalar(select(JournalEntry).where(JournalEntry.source_key == f"move:{key}"))

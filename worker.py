@@ -1,0 +1,93 @@
+"""The Tradeflow worker: every workflow and activity, polling the Tradeflow task queue.
+
+Run it with `python worker.py` (settings from the environment; see config.py). SIGINT or SIGTERM stops
+polling, lets running activities finish for a bounded time, then exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities import build_activities
+from config import Settings, connect_temporal, load_settings
+from models.db import make_engine
+from workflows import ALL_WORKFLOWS
+
+log = logging.getLogger("tradeflow.worker")
+
+CONNECT_TIMEOUT_SECONDS = 10
+# Activities are short database transactions; a stop should not wait long for them, and whatever is cut
+# off is retried by Temporal on the next worker (activities are idempotent by their natural key).
+GRACEFUL_SHUTDOWN = timedelta(seconds=10)
+
+
+async def connect_or_exit(settings: Settings) -> Client:
+    try:
+        return await asyncio.wait_for(connect_temporal(settings), CONNECT_TIMEOUT_SECONDS)
+    except (Exception, asyncio.TimeoutError) as exc:
+        reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+        raise SystemExit(
+            f"Tradeflow worker: cannot reach Temporal at {settings.temporal_address} "
+            f"(namespace {settings.temporal_namespace}): {reason}\n"
+            "  Start it with `make run` (embedded dev server) or point TEMPORAL_ADDRESS at a running server."
+        ) from None
+
+
+async def run_worker(settings: Settings) -> None:
+    engine = make_engine(settings.database_url)
+    client = await connect_or_exit(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    # Activities are sync `def` methods (blocking database work), so they run on this thread pool; the
+    # worker may not take more activities than the pool has threads, or tasks would queue invisibly.
+    with ThreadPoolExecutor(settings.activity_threads, thread_name_prefix="activity") as executor:
+        worker = Worker(
+            client,
+            task_queue=settings.temporal_task_queue,
+            workflows=ALL_WORKFLOWS,
+            activities=build_activities(engine),
+            activity_executor=executor,
+            max_concurrent_activities=settings.activity_threads,
+            graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        )
+        running = asyncio.create_task(worker.run())
+        stopping = asyncio.create_task(stop.wait())
+        log.info(
+            "polling task queue %r on %s (namespace %s): %d workflows, %d activities",
+            settings.temporal_task_queue,
+            settings.temporal_address,
+            settings.temporal_namespace,
+            len(ALL_WORKFLOWS),
+            len(worker._activity_worker._activities) if worker._activity_worker else 0,
+        )
+        done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if running in done:
+            # The worker stopped on its own: a fatal error (for example the server went away for good).
+            stopping.cancel()
+            running.result()
+            return
+        log.info("stopping: finishing running activities (at most %s)", GRACEFUL_SHUTDOWN)
+        await worker.shutdown()
+        await running
+    engine.dispose()
+    log.info("stopped")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    asyncio.run(run_worker(settings))
+
+
+if __name__ == "__main__":
+    main()
