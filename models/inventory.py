@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import and_, func, select, update
+from functools import lru_cache
+
+from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -145,107 +147,133 @@ def reserve(
     """Reserve up to `quantity` for the demand line from the warehouse's available stock, oldest stock first.
 
     The demand holds at most `quantity` in total: repeating the same request reserves nothing more, and a
-    later call with a larger quantity tops the demand up from what has become available."""
+    later call with a larger quantity tops the demand up from what has become available.
+
+    Runs prebuilt Core statements on the session's connection: this is the hot path of every order line,
+    and building statements and the ORM unit of work cost more than the database time (bench/reservations.py)."""
     quantity = qty(quantity)
     if quantity <= 0:
         raise StockError("quantity to reserve must be positive")
-    if session.get(Product, product_id) is None:
+    conn = session.connection()
+    pg = conn.dialect.name == "postgresql"
+    sql = _reserve_statements(conn.dialect.name)
+    found_product, found_warehouse = conn.execute(sql.exists, {"p": product_id, "w": warehouse_id}).one()
+    if found_product is None:
         raise StockError(f"unknown product id {product_id}")
-    if session.get(Warehouse, warehouse_id) is None:
+    if found_warehouse is None:
         raise StockError(f"unknown warehouse id {warehouse_id}")
-    demand = _lock_demand(session, demand_key, product_id, warehouse_id)
-    if (demand.product_id, demand.warehouse_id) != (product_id, warehouse_id):
+
+    # Insert the demand row or lock the existing one in one statement: an upsert that touches the row holds
+    # its lock to the end of the transaction, so repeats of one demand line queue behind each other.
+    demand_id, demand_product, demand_warehouse, requested, held = conn.execute(
+        sql.lock_demand,
+        {"key": demand_key, "p": product_id, "w": warehouse_id, "zero": ZERO, "now": utcnow()},
+    ).one()
+    if (demand_product, demand_warehouse) != (product_id, warehouse_id):
         raise StockError(f"demand {demand_key} is for another product or warehouse")
-    demand.requested = max(qty(demand.requested), quantity)
-    missing = quantity - qty(demand.reserved)
+    requested, held = max(qty(requested), quantity), qty(held)
+    missing = quantity - held
     added = ZERO
     if missing > 0:
-        candidates = session.execute(
-            select(Quant.id, Quant.quantity, Quant.reserved)
-            .join(Location, Location.id == Quant.location_id)
-            .where(
-                Quant.product_id == product_id,
-                Location.warehouse_id == warehouse_id,
-                Location.usage == LocationUsage.internal,
-                Quant.quantity > Quant.reserved,
-            )
-            .order_by(Quant.in_date, Quant.id)
-        ).all()
-        for quant_id, _q, _r in candidates:
-            taken = _take_from_quant(session, quant_id, missing)
+        candidates = conn.execute(sql.candidates, {"p": product_id, "w": warehouse_id}).all()
+        for quant_id, on_hand, already in candidates:
+            taken = _take_from_quant(conn, pg, sql, quant_id, qty(on_hand), qty(already), missing)
             if taken <= 0:
                 continue
-            _add_reservation(session, demand.id, quant_id, taken)
+            conn.execute(sql.add_reservation, {"d": demand_id, "q": quant_id, "amount": taken})
             added += taken
             missing -= taken
             if missing <= 0:
                 break
-    demand.reserved = qty(demand.reserved) + added
-    session.add(demand)
-    session.flush()
-    return ReserveResult(demand_key, qty(demand.requested), qty(demand.reserved), added)
+    conn.execute(sql.set_demand, {"did": demand_id, "new_requested": requested, "new_reserved": held + added})
+    return ReserveResult(demand_key, requested, held + added, added)
 
 
-def _lock_demand(session: Session, demand_key: str, product_id: int, warehouse_id: int) -> ReservationDemand:
-    _insert_ignore(
-        session,
-        ReservationDemand.__table__,
-        {
-            "demand_key": demand_key,
-            "product_id": product_id,
-            "warehouse_id": warehouse_id,
-            "requested": ZERO,
-            "reserved": ZERO,
-            "created_at": utcnow(),
-        },
-        "demand_key",
+@dataclass(frozen=True)
+class _ReserveSql:
+    exists: object
+    lock_demand: object
+    candidates: object
+    take_exact: object
+    take_if_available: object
+    take_more: object
+    lock_left: object
+    add_reservation: object
+    set_demand: object
+
+
+@lru_cache(maxsize=4)
+def _reserve_statements(dialect_name: str) -> _ReserveSql:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    quant, location = Quant.__table__, Location.__table__
+    demand, reservation = ReservationDemand.__table__, Reservation.__table__
+    upsert_demand = dialect.insert(demand).values(
+        demand_key=bindparam("key"),
+        product_id=bindparam("p"),
+        warehouse_id=bindparam("w"),
+        requested=bindparam("zero"),
+        reserved=bindparam("zero"),
+        created_at=bindparam("now"),
     )
-    stmt = select(ReservationDemand).where(ReservationDemand.demand_key == demand_key)
-    if _is_pg(session):
-        stmt = stmt.with_for_update()
-    # populate_existing: the row may have changed since this session last saw it (another writer).
-    return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
-
-
-def _take_from_quant(session: Session, quant_id: int, want: Decimal) -> Decimal:
-    """Reserve up to `want` on one quant; returns what was taken (zero if another writer took it all)."""
-    quant = Quant.__table__
-    if _is_pg(session):
-        hit = session.execute(
-            update(quant)
-            .where(quant.c.id == quant_id, quant.c.quantity - quant.c.reserved >= want)
-            .values(reserved=quant.c.reserved + want)
+    add = dialect.insert(reservation).values(
+        demand_id=bindparam("d"), quant_id=bindparam("q"), quantity=bindparam("amount")
+    )
+    return _ReserveSql(
+        exists=select(
+            select(Product.id).where(Product.id == bindparam("p")).scalar_subquery(),
+            select(Warehouse.id).where(Warehouse.id == bindparam("w")).scalar_subquery(),
+        ),
+        lock_demand=upsert_demand.on_conflict_do_update(
+            index_elements=["demand_key"], set_={"demand_key": bindparam("key")}
+        ).returning(demand.c.id, demand.c.product_id, demand.c.warehouse_id, demand.c.requested, demand.c.reserved),
+        candidates=select(quant.c.id, quant.c.quantity, quant.c.reserved)
+        .join(location, location.c.id == quant.c.location_id)
+        .where(
+            quant.c.product_id == bindparam("p"),
+            location.c.warehouse_id == bindparam("w"),
+            location.c.usage == LocationUsage.internal.name,
+            quant.c.quantity > quant.c.reserved,
         )
-        if hit.rowcount == 1:
-            return want
-        # Less than `want` is left here now: lock the row, read what is left and take that.
-        left = session.execute(
-            select(quant.c.quantity - quant.c.reserved).where(quant.c.id == quant_id).with_for_update()
-        ).scalar_one()
-        take = min(qty(left), want)
-        if take <= 0:
-            return ZERO
-        session.execute(update(quant).where(quant.c.id == quant_id).values(reserved=quant.c.reserved + take))
+        .order_by(quant.c.in_date, quant.c.id),
+        take_exact=update(quant).where(quant.c.id == bindparam("q")).values(reserved=bindparam("new_reserved")),
+        take_if_available=update(quant)
+        .where(quant.c.id == bindparam("q"), quant.c.quantity - quant.c.reserved >= bindparam("take"))
+        .values(reserved=quant.c.reserved + bindparam("take")),
+        take_more=update(quant).where(quant.c.id == bindparam("q")).values(
+            reserved=quant.c.reserved + bindparam("take")
+        ),
+        lock_left=select(quant.c.quantity - quant.c.reserved).where(quant.c.id == bindparam("q")).with_for_update(),
+        add_reservation=add.on_conflict_do_update(
+            index_elements=["demand_id", "quant_id"],
+            set_={"quantity": reservation.c.quantity + bindparam("amount")},
+        ),
+        set_demand=update(demand)
+        .where(demand.c.id == bindparam("did"))
+        .values(requested=bindparam("new_requested"), reserved=bindparam("new_reserved")),
+    )
+
+
+def _take_from_quant(
+    conn, pg: bool, sql: _ReserveSql, quant_id: int, on_hand: Decimal, already: Decimal, want: Decimal
+) -> Decimal:
+    """Reserve up to `want` on one quant; returns what was taken (zero if another writer took it all)."""
+    take = min(on_hand - already, want)
+    if not pg:
+        # SQLite: this transaction holds the database's write lock, so what we read is still true. Write the
+        # Decimal result, not `reserved + :take`: SQLite would add in binary floating point and could then
+        # fail the reserved <= quantity check by a rounding error.
+        if take > 0:
+            conn.execute(sql.take_exact, {"q": quant_id, "new_reserved": already + take})
+        return max(take, ZERO)
+    if conn.execute(sql.take_if_available, {"q": quant_id, "take": take}).rowcount == 1:
         return take
-    on_hand, held = session.execute(
-        select(quant.c.quantity, quant.c.reserved).where(quant.c.id == quant_id)
-    ).one()
-    take = min(qty(on_hand) - qty(held), want)
+    # Another writer got there first: lock the row, read what is left and take that.
+    left = conn.execute(sql.lock_left, {"q": quant_id}).scalar_one()
+    take = min(qty(left), want)
     if take <= 0:
         return ZERO
-    session.execute(update(quant).where(quant.c.id == quant_id).values(reserved=qty(held) + take))
+    conn.execute(sql.take_more, {"q": quant_id, "take": take})
     return take
-
-
-def _add_reservation(session: Session, demand_id: int, quant_id: int, amount: Decimal) -> None:
-    row = session.execute(
-        select(Reservation).where(Reservation.demand_id == demand_id, Reservation.quant_id == quant_id)
-    ).scalar_one_or_none()
-    if row is None:
-        session.add(Reservation(demand_id=demand_id, quant_id=quant_id, quantity=amount))
-    else:
-        row.quantity = qty(row.quantity) + amount
-        session.add(row)
 
 
 def release(session: Session, *, demand_key: str, quantity: Decimal | None = None) -> Decimal:
