@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     temporal_dev_db: Path = VAR_DIR / "temporal-dev.db"
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
+    # Where people reach the pages: links in e-mails point here.
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_sender: str = "tradeflow@localhost"
     activity_threads: int = Field(default=16, ge=1, le=512)
     session_max_age_seconds: int = Field(default=8 * 3600, ge=60)
 

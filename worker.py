@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -18,7 +20,7 @@ from temporalio.worker import Worker
 from activities import build_activities
 from config import Settings, connect_temporal, load_settings
 from models.db import make_engine
-from workflows import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS
 
 log = logging.getLogger("tradeflow.worker")
 
@@ -31,8 +33,8 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=10)
 async def connect_or_exit(settings: Settings) -> Client:
     try:
         return await asyncio.wait_for(connect_temporal(settings), CONNECT_TIMEOUT_SECONDS)
-    except (Exception, asyncio.TimeoutError) as exc:
-        reason = "no answer" if isinstance(exc, asyncio.TimeoutError) else str(exc) or type(exc).__name__
+    except Exception as exc:  # connection refused, DNS, TLS, timeout: all mean "not reachable" here
+        reason = "no answer" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
         raise SystemExit(
             f"Tradeflow worker: cannot reach Temporal at {settings.temporal_address} "
             f"(namespace {settings.temporal_namespace}): {reason}\n"
@@ -50,12 +52,13 @@ async def run_worker(settings: Settings) -> None:
 
     # Activities are sync `def` methods (blocking database work), so they run on this thread pool; the
     # worker may not take more activities than the pool has threads, or tasks would queue invisibly.
+    activities = build_activities(engine, settings.public_url)
     with ThreadPoolExecutor(settings.activity_threads, thread_name_prefix="activity") as executor:
         worker = Worker(
             client,
             task_queue=settings.temporal_task_queue,
             workflows=ALL_WORKFLOWS,
-            activities=build_activities(engine),
+            activities=activities,
             activity_executor=executor,
             max_concurrent_activities=settings.activity_threads,
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
@@ -68,7 +71,7 @@ async def run_worker(settings: Settings) -> None:
             settings.temporal_address,
             settings.temporal_namespace,
             len(ALL_WORKFLOWS),
-            len(worker._activity_worker._activities) if worker._activity_worker else 0,
+            len(activities),
         )
         done, _ = await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if running in done:
@@ -83,10 +86,32 @@ async def run_worker(settings: Settings) -> None:
     log.info("stopped")
 
 
+def exit_without_finalizing(code: int) -> None:
+    """Leave now, skipping interpreter teardown.
+
+    The Temporal client's Rust threads can outlive the event loop, and CPython's finalization then aborts
+    with "Fatal Python error: PyGILState_Release" (temporalio/sdk-python#300, open). Everything that
+    matters is already closed when we get here, so there is nothing for teardown to do but crash.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
-    asyncio.run(run_worker(settings))
+    try:
+        asyncio.run(run_worker(settings))
+    except SystemExit as refused:
+        if isinstance(refused.code, str):
+            print(refused.code, file=sys.stderr)
+        exit_without_finalizing(refused.code if isinstance(refused.code, int) else 1)
+    except Exception:
+        log.exception("the worker failed")
+        exit_without_finalizing(1)
+    exit_without_finalizing(0)
 
 
 if __name__ == "__main__":

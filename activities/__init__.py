@@ -6,9 +6,21 @@ from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 
+from activities.approvals import ApprovalActivities
 from activities.inventory import InventoryActivities
 
 
-def build_activities(engine: Engine) -> list[Callable]:
+def build_activities(engine: Engine, public_url: str = "http://127.0.0.1:8000") -> list[Callable]:
     inventory = InventoryActivities(engine)
-    return [inventory.reserve_stock, inventory.release_reservation, inventory.post_stock_move]
+    approvals = ApprovalActivities(engine, public_url)
+    return [
+        inventory.reserve_stock,
+        inventory.release_reservation,
+        inventory.post_stock_move,
+        approvals.load_policy,
+        approvals.register_request,
+        approvals.resolve_candidates,
+        approvals.save_task,
+        approvals.notify,
+        approvals.finish_request,
+    ]

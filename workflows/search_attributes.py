@@ -35,6 +35,18 @@ TRADEFLOW_SEARCH_ATTRIBUTES: tuple[SearchAttributeKey, ...] = (
 )
 
 
+AMOUNT_BANDS: tuple[tuple[int, str], ...] = ((1_000, "0-1k"), (10_000, "1k-10k"), (50_000, "10k-50k"),
+                                            (250_000, "50k-250k"))
+
+
+def amount_band(amount) -> str:
+    """The band an amount falls in, for TradeflowAmountBand (pure: usable inside workflows)."""
+    for upper, band in AMOUNT_BANDS:
+        if amount < upper:
+            return band
+    return "250k+"
+
+
 def cli_type_name(value_type: SearchAttributeIndexedValueType) -> str:
     """The type as the `temporal` CLI spells it: KEYWORD_LIST -> KeywordList, DATETIME -> Datetime."""
     return "".join(part.capitalize() for part in value_type.name.split("_"))

@@ -1,0 +1,8 @@
+"""Every workflow the worker runs; the worker and the tests register this same list."""
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.approval_chain import ApprovalChainWorkflow
+
+ALL_WORKFLOWS: list[type] = [ApprovalChainWorkflow]
