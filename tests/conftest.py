@@ -120,3 +120,35 @@ async def temporal_env(tmp_path_factory):
     )
     yield env
     await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def people_engine(engine):
+    """The SQLite engine with role groups and the approval test people of tests/approval_world.py."""
+    from tests.approval_world import add_people
+
+    with Session(engine) as session, session.begin():
+        add_people(session)
+    return engine
+
+
+@pytest_asyncio.fixture
+async def worker(temporal_env, people_engine):
+    """A real worker on a uuid task queue, with every workflow and the real activities over people_engine."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from temporalio.worker import Worker
+
+    from activities import build_activities
+    from workflows.registry import ALL_WORKFLOWS
+
+    task_queue = f"test-{uuid.uuid4()}"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        async with Worker(
+            temporal_env.client,
+            task_queue=task_queue,
+            workflows=ALL_WORKFLOWS,
+            activities=build_activities(people_engine),
+            activity_executor=pool,
+        ):
+            yield task_queue

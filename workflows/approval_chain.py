@@ -263,11 +263,12 @@ class ApprovalChainWorkflow:
             escalate_at=_after(now, step.sla.escalate_after_hours) if step.sla.escalate_to_groups else None,
             due_at=_after(now, step.sla.expire_after_hours),
         )
-        self._tasks[key] = task
         why = f"policy {self._policy.kind} v{self._policy.version}, rule {', '.join(routed.rule_ids)}"
         if resolved.substitutes:
             why += f"; substitutes for people away: {', '.join(resolved.substitutes)}"
         await self._save(task, "created", "system", reason=why)
+        # Known to updates and queries only once its inbox row exists: nobody can act on a task they cannot see.
+        self._tasks[key] = task
         await self._notify(
             f"{key}:created",
             f"Approval needed: {self._request.title}",
