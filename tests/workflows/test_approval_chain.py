@@ -284,3 +284,84 @@ async def test_no_matching_rule_needs_no_approval(temporal_env, worker, people_e
     assert result.outcome == "approved" and result.decisions[0].step_name == "no approval needed"
     with Session(people_engine) as s:
         assert s.scalar(select(func.count()).select_from(HumanTask)) == 0
+
+
+async def test_collect_opens_parallel_tasks_and_decides_by_quorum(temporal_env, worker, people_engine):
+    from workflows.approval_rules import DocumentKind, HitPolicy, PolicyBody, PolicyRule
+    from tests.approval_world import step
+
+    body = PolicyBody(
+        DocumentKind.quote,
+        HitPolicy.collect,
+        (
+            PolicyRule("managers", (), step("Sales manager", "sales-manager")),
+            PolicyRule("finance", (), step("Finance", "finance")),
+            PolicyRule("cfo", (), step("CFO", "cfo", escalate_to=("admin",))),
+        ),
+        quorum=2,
+    )
+    with Session(people_engine) as s, s.begin():
+        publish_policy(s, body)
+    handle = await start_chain(temporal_env.client, worker)
+    keys = [await open_task(handle, n) for n in (1, 2, 3)]
+    await approve(handle, keys[0], "mia.manager")
+    await handle.execute_update(ApprovalChainWorkflow.decide,
+                                DecideCommand(keys[1], actor("fiona.finance"), "rejected", "no budget"))
+    await approve(handle, keys[2], "carl.cfo")  # the second approval reaches the quorum of 2
+    result = await handle.result()
+    assert result.outcome == "approved"
+    assert [(row(people_engine, k).status, row(people_engine, k).outcome) for k in keys] == [
+        ("completed", "approved"), ("completed", "rejected"), ("completed", "approved")]
+
+
+async def test_quorum_out_of_reach_rejects_and_skips_the_rest(temporal_env, worker, people_engine):
+    from workflows.approval_rules import DocumentKind, HitPolicy, PolicyBody, PolicyRule
+    from tests.approval_world import step
+
+    body = PolicyBody(
+        DocumentKind.quote,
+        HitPolicy.collect,
+        (
+            PolicyRule("managers", (), step("Sales manager", "sales-manager")),
+            PolicyRule("finance", (), step("Finance", "finance")),
+            PolicyRule("cfo", (), step("CFO", "cfo", escalate_to=("admin",))),
+        ),
+        quorum=3,
+    )
+    with Session(people_engine) as s, s.begin():
+        publish_policy(s, body)
+    handle = await start_chain(temporal_env.client, worker)
+    keys = [await open_task(handle, n) for n in (1, 2, 3)]
+    await handle.execute_update(ApprovalChainWorkflow.decide,
+                                DecideCommand(keys[0], actor("mia.manager"), "rejected", "too risky"))
+    result = await handle.result()
+    assert result.outcome == "rejected"
+    assert [row(people_engine, k).status for k in keys] == ["completed", "skipped", "skipped"]
+
+
+async def test_cancelling_the_request_closes_its_open_tasks(temporal_env, worker, people_engine):
+    with Session(people_engine) as s, s.begin():
+        publish_policy(s, two_step_quote_policy())
+    handle = await start_chain(temporal_env.client, worker)
+    task = await open_task(handle, 1)
+    await handle.signal(ApprovalChainWorkflow.cancel, "customer withdrew the enquiry")
+    result = await handle.result()
+    assert result.outcome == "cancelled"
+    assert row(people_engine, task).status == "cancelled"
+    with Session(people_engine) as s:
+        assert s.scalars(select(ApprovalRequest.status)).one() == "cancelled"
+
+
+async def test_temporal_cancellation_closes_open_tasks_before_the_chain_stops(temporal_env, worker, people_engine):
+    from temporalio.client import WorkflowFailureError
+
+    with Session(people_engine) as s, s.begin():
+        publish_policy(s, two_step_quote_policy())
+    handle = await start_chain(temporal_env.client, worker)
+    task = await open_task(handle, 1)
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert row(people_engine, task).status == "cancelled"
+    with Session(people_engine) as s:
+        assert s.scalars(select(ApprovalRequest.status)).one() == "cancelled"
