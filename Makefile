@@ -14,6 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Migrates var/tradeflow.db, loads the demo data once, starts (or reuses) Temporal, the worker and the API.
+# Ctrl-C stops everything it started; data and history stay in var/ for the next run (clean-var wipes them).
+run: $(STAMP)
+	$(PY) -m scripts.run
+
 test: $(STAMP)
 	$(PY) -m pytest -q -rs
 

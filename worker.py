@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
+from activities.mailer import run_mailer
 from config import Settings, connect_temporal, load_settings
 from models.db import make_engine
 from workflows.registry import ALL_WORKFLOWS
@@ -64,6 +65,8 @@ async def run_worker(settings: Settings) -> None:
             graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
         )
         running = asyncio.create_task(worker.run())
+        # The e-mail outbox sender runs beside the worker and stops on the same signal.
+        mailer = asyncio.create_task(run_mailer(engine, settings, stop), name="mailer")
         stopping = asyncio.create_task(stop.wait())
         log.info(
             "polling task queue %r on %s (namespace %s): %d workflows, %d activities",
@@ -77,11 +80,14 @@ async def run_worker(settings: Settings) -> None:
         if running in done:
             # The worker stopped on its own: a fatal error (for example the server went away for good).
             stopping.cancel()
+            stop.set()
+            await mailer
             running.result()
             return
         log.info("stopping: finishing running activities (at most %s)", GRACEFUL_SHUTDOWN)
         await worker.shutdown()
         await running
+        await mailer
     engine.dispose()
     log.info("stopped")
 

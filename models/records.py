@@ -37,6 +37,6 @@ class AuditEvent(SQLModel, table=True):
     acting_for: str | None = Field(default=None, max_length=60)
     action: str = Field(max_length=60)
     entity_kind: str = Field(max_length=40)
-    entity_id: str = Field(max_length=60)
+    entity_id: str = Field(max_length=200)
     reason: str = Field(default="", max_length=500)
     data: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -1,0 +1,1 @@
+"""Operator scripts: `python -m scripts.run` starts the platform (make run)."""
