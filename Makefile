@@ -19,8 +19,12 @@ install: $(STAMP)
 run: $(STAMP)
 	$(PY) -m scripts.run
 
+# The browser tests run in their own pytest processes: the sync Playwright session of the browse test keeps an
+# event loop running in the main thread, which the async inbox browser test cannot share.
 test: $(STAMP)
-	$(PY) -m pytest -q -rs
+	$(PY) -m pytest -q -rs --ignore=tests/e2e
+	$(PY) -m pytest -q -rs tests/e2e/test_browse_browser.py
+	$(PY) -m pytest -q -rs tests/e2e/test_inbox_browser.py
 
 clean-var:
 	rm -rf var/*.db var/*.db-* var/temporal*
