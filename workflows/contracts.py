@@ -326,3 +326,302 @@ class FinishRequestInput:
     policy_version: int | None = None
     at: datetime | None = None
     facts: dict = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------- quote to cash
+# One QuoteToCash workflow per quote (id q2c:<quote number>); each shipment is a child Shipment workflow
+# (id shp:<quote number>-<seq>). The quote and order rows live in models/sales.py; the workflow owns the process
+# state and asks activities (activities/sales.py) to write what reflects it, each idempotent by a natural key.
+
+QUOTE_TO_CASH_WORKFLOW = "QuoteToCash"
+SHIPMENT_WORKFLOW = "Shipment"
+
+
+def shipment_id(quote_number: str, seq: int) -> str:
+    return f"shp:{quote_number}-{seq}"
+
+
+class OrderStatus(StrEnum):
+    """sales_order.status, and the TradeflowStatus search attribute of a QuoteToCash workflow."""
+
+    draft = "draft"                          # rep edits the quote
+    pending_approval = "pending_approval"    # an ApprovalChain runs (discount / margin / amount)
+    changes_requested = "changes_requested"  # an approver sent it back; the rep edits and resubmits
+    sent = "sent"                            # approved (or no approval needed); waits for the customer
+    credit_hold = "credit_hold"              # accepted, exposure over the limit; credit controllers decide
+    awaiting_customer = "awaiting_customer"  # shortage and backorder preference "ask": the customer decides
+    confirmed = "confirmed"                  # reserved, fulfilment under way (shipments, backorders)
+    delivered = "delivered"                  # everything shipped; invoicing / payment outstanding
+    done = "done"                            # fully delivered, invoiced and paid
+    rejected = "rejected"                    # approval rejected
+    expired = "expired"                      # validity date passed before acceptance
+    cancelled = "cancelled"                  # cancelled (with compensation when it had gone further)
+
+
+class ShipmentStatus(StrEnum):
+    pending = "pending"
+    picked = "picked"
+    packed = "packed"
+    shipped = "shipped"
+    cancelled = "cancelled"
+
+
+@dataclass(frozen=True)
+class QuoteLineInput:
+    """A quote line as a rep or channel enters it. Unit price is computed from the pricelist unless given."""
+
+    sku: str
+    quantity: Decimal
+    discount_percent: Decimal = Decimal(0)  # line discount on top of the pricelist price
+    unit_price: Decimal | None = None       # manual price override (routes to approval when it cuts margin)
+    drop_ship: bool = False
+
+
+@dataclass(frozen=True)
+class QuoteToCashInput:
+    quote_number: str   # the quote row exists (models/sales.create_quote) before the workflow starts
+    rep: str            # username of the sales rep (the approval requester)
+
+
+@dataclass(frozen=True)
+class EditQuoteCommand:
+    actor: Actor
+    lines: tuple[QuoteLineInput, ...] | None = None  # None keeps the lines
+    order_discount_percent: Decimal | None = None
+    valid_until: date | None = None
+    customer_ref: str | None = None
+    backorder_preference: str | None = None  # BackorderPreference value
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class QuoteCommand:
+    """Submit (for approval / sending), accept (customer acceptance), cancel (with compensation)."""
+
+    actor: Actor
+    comment: str = ""
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class BackorderChoiceCommand:
+    actor: Actor
+    choice: str  # BackorderPreference value: ship_available or ship_complete (or "cancel_rest")
+
+
+@dataclass(frozen=True)
+class PaymentNotice:
+    """Signal to a QuoteToCash workflow after finance recorded a payment of its customer (rows already written)."""
+
+    payment_reference: str
+    customer_id: int
+    amount: Decimal
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    at: datetime
+    what: str       # e.g. "quote created", "approval requested", "credit hold", "shipment 1 shipped"
+    actor: str = "system"
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class OrderView:
+    """Query answer of a QuoteToCash workflow: the order page's timeline and where it waits."""
+
+    quote_number: str
+    status: str
+    version: int
+    waiting_for: str      # human-readable: "approval by sales-managers", "customer acceptance", ...
+    timeline: tuple[TimelineEvent, ...]
+    open_shipments: tuple[str, ...]
+    approval_workflow_id: str | None = None
+    credit_workflow_id: str | None = None
+
+
+# Activity payloads of quote to cash
+
+@dataclass(frozen=True)
+class QuoteRef:
+    quote_number: str
+
+
+@dataclass(frozen=True)
+class QuoteLineState:
+    line_id: int
+    line_no: int
+    product_id: int
+    sku: str
+    quantity: Decimal
+    unit_price: Decimal
+    subtotal: Decimal
+    drop_ship: bool
+    qty_reserved: Decimal
+    qty_delivered: Decimal
+    qty_invoiced: Decimal
+    qty_cancelled: Decimal
+    invoice_policy: str  # InvoicePolicy value
+
+
+@dataclass(frozen=True)
+class QuoteState:
+    """The quote/order row as activities report it to the workflow."""
+
+    quote_number: str
+    order_id: int
+    customer_id: int
+    customer_code: str
+    customer_segment: str
+    branch: str
+    warehouse_id: int
+    status: str
+    valid_until: date
+    backorder_preference: str
+    amount_untaxed: Decimal
+    amount_total: Decimal
+    discount_percent: Decimal  # effective discount against list prices
+    margin_percent: Decimal
+    categories: tuple[str, ...]
+    lines: tuple[QuoteLineState, ...]
+    version: int
+
+
+@dataclass(frozen=True)
+class EditQuoteInput:
+    quote_number: str
+    command: EditQuoteCommand
+
+
+@dataclass(frozen=True)
+class SetOrderStatusInput:
+    quote_number: str
+    status: str
+    actor: str = "system"
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CreditCheckResult:
+    customer_id: int
+    posted_receivable: Decimal
+    uninvoiced_orders: Decimal  # confirmed orders not yet invoiced, this order excluded
+    this_order: Decimal
+    exposure: Decimal
+    limit: Decimal
+    over_limit: bool
+
+
+@dataclass(frozen=True)
+class ReserveOrderResult:
+    """Per line: what is reserved now and what is short (drop-ship lines are not reserved)."""
+
+    lines: tuple[QuoteLineState, ...]
+    fully_reserved: bool
+    shortfall: Decimal
+
+
+@dataclass(frozen=True)
+class CreateShipmentInput:
+    quote_number: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class ShipmentLineState:
+    order_line_id: int
+    product_id: int
+    sku: str
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
+class ShipmentState:
+    shipment_number: str   # SHP-<quote number>-<seq>
+    quote_number: str
+    seq: int
+    status: str            # ShipmentStatus value
+    promised_date: date | None
+    drop_ship: bool
+    lines: tuple[ShipmentLineState, ...]
+
+
+@dataclass(frozen=True)
+class ShipmentInput:
+    shipment: ShipmentState
+
+
+@dataclass(frozen=True)
+class ShipmentStepCommand:
+    """Pick, pack or ship recorded by the warehouse; `scanned` is a barcode or SKU per line, for checking."""
+
+    actor: Actor
+    step: str  # picked, packed, shipped
+    scanned: tuple[str, ...] = ()
+    tracking_ref: str = ""
+
+
+@dataclass(frozen=True)
+class ShipmentResult:
+    shipment_number: str
+    status: str
+    shipped: tuple[ShipmentLineState, ...]
+
+
+@dataclass(frozen=True)
+class RecordShipmentStepInput:
+    shipment_number: str
+    step: str
+    actor: str
+    tracking_ref: str = ""
+
+
+@dataclass(frozen=True)
+class InvoiceInput:
+    quote_number: str
+    key: str  # idempotency: e.g. "Q-000123/inv/1"; a retried activity finds the invoice it wrote
+
+
+@dataclass(frozen=True)
+class InvoiceState:
+    invoice_number: str | None  # None when there was nothing to invoice
+    amount_total: Decimal
+    due_date: date | None
+    journal_entry_id: int | None
+
+
+@dataclass(frozen=True)
+class OrderBalance:
+    """What is left of an order: drives completion and dunning."""
+
+    quote_number: str
+    fully_delivered: bool
+    fully_invoiced: bool
+    amount_invoiced: Decimal
+    amount_paid: Decimal
+    amount_due: Decimal
+    next_due_date: date | None
+
+
+@dataclass(frozen=True)
+class CancelOrderInput:
+    quote_number: str
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CancelOrderResult:
+    released: Decimal           # reserved quantity released
+    backorders_cancelled: Decimal
+    credit_note_number: str | None
+    credit_note_amount: Decimal
+    shipped_returnable: Decimal  # shipped quantity a return may be offered for
+
+
+@dataclass(frozen=True)
+class OrderNotifyInput:
+    quote_number: str
+    message_key: str   # idempotent: one message per key
+    event: str         # confirmation, hold, shipment, delay, invoice, reminder
+    detail: str = ""
