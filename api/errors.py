@@ -11,7 +11,9 @@ import logging
 import re
 
 from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from sqlalchemy.exc import DataError, IntegrityError
 
 from models.accounting import UnbalancedEntry
@@ -74,7 +76,27 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": "internal error; it has been logged"}, status_code=500)
 
 
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    # A person who follows a wrong link gets a page in the layout with a way back, not a JSON body;
+    # API clients (and anything not asking for HTML) keep FastAPI's JSON answer.
+    if exc.status_code == status.HTTP_404_NOT_FOUND and _wants_html(request):
+        from ui import TEMPLATES
+
+        return TEMPLATES.TemplateResponse(
+            request, "pages/not_found.html",
+            {"what": "page", "ident": request.url.path, "back": "/", "back_label": "Go to the start page",
+             "title": "Not found"},
+            status_code=status.HTTP_404_NOT_FOUND,
+        )
+    return await http_exception_handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(IntegrityError, _integrity)
     app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(OverflowError, _overflow)

@@ -113,6 +113,10 @@ def publish(session: Session, policy: ApprovalPolicy, *, publisher: str) -> Appr
     policy.status = PolicyStatus.published
     policy.published_by = publisher
     policy.published_at = utcnow()
+    if policy.effective_from is None:
+        # "No date" means "from publication on": written down, so a process started earlier (or a simulation
+        # as of an earlier day) never sees rules that did not exist yet.
+        policy.effective_from = policy.published_at.date()
     session.add(policy)
     session.flush()
     return policy

@@ -448,6 +448,14 @@ def prepare_database(settings: Settings, *, load_demo: bool) -> None:
             print(f"Tradeflow: demo data loaded in {time.perf_counter() - started:.1f} s", flush=True)
         else:
             print("Tradeflow: demo data already present", flush=True)
+        # The demo approval policies go in separately: a kind someone has already designed is left alone.
+        from models.db import transaction
+        from models.demo_policies import ensure_demo_policies
+
+        with transaction(engine) as session:
+            policies = ensure_demo_policies(session)
+        if policies.published:
+            print(f"Tradeflow: demo approval policies published: {', '.join(policies.published)}", flush=True)
     finally:
         engine.dispose()
 

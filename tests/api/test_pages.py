@@ -226,12 +226,15 @@ def test_every_page_renders_in_the_layout_for_a_logged_in_user(user_client, path
     # Logging out is a POST carrying the session's CSRF token.
     form = re.search(r'<form method="post" action="/logout".*?</form>', html, re.S).group(0)
     assert re.search(r'name="csrf_token" value="[^"]{20,}"', form)
-    assert 'href="/import"' not in html  # the clerk is not an admin
+    assert 'href="/inbox"' in html and 'href="/out-of-office"' in html  # everyone has an inbox
+    assert 'href="/policies"' not in html and 'href="/warehouse/shipments"' not in html  # not the clerk's work
 
 
-def test_admins_see_the_import_link(client):
+def test_admins_see_every_area_in_the_main_nav(client):
     assert login(client, "boss").status_code == 303
-    assert 'href="/import"' in client.get("/").text
+    html = client.get("/").text
+    for link in ('href="/inbox"', 'href="/orders"', 'href="/warehouse/shipments"', 'href="/policies"'):
+        assert link in html
 
 
 def test_logout_ends_the_session(client):
@@ -533,3 +536,13 @@ def test_every_page_renders_on_postgresql(pg_engine, pg_database_url):
             assert client.get("/products/999999").status_code == 404
     finally:
         app.state.engine.dispose()
+
+
+def test_an_unknown_page_answers_a_404_page_for_browsers_and_json_for_api_clients(user_client):
+    page = user_client.get("/no-such-page", headers={"accept": "text/html,application/xhtml+xml"})
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "/no-such-page" in page.text and 'href="/"' in page.text  # a way back, in the layout
+    api = user_client.get("/api/v1/no-such-thing", headers={"accept": "text/html"})
+    assert api.status_code == 404 and api.json() == {"detail": "Not Found"}
+    plain = user_client.get("/no-such-page")
+    assert plain.status_code == 404 and plain.json() == {"detail": "Not Found"}

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from models.approval_policies import PolicyError, body_from_json, create_draft, publish, retire
+from models.approval_policies import PolicyError, body_from_json, create_draft, policy_in_force, publish, retire
 from models.approvals import ApprovalPolicy, PolicyStatus
 from models.demo_policies import DEMO_POLICIES, ensure_demo_policies
 from models.policy_designer import (
@@ -256,6 +256,14 @@ def test_the_version_in_force_follows_effective_dates_and_retirement(session):
     assert [k.kind for k in kinds] == [k.value for k in DocumentKind]  # kinds without a policy are listed too
     assert next(k for k in kinds if k.kind == "quote").draft_count == 1
     assert v1.status == PolicyStatus.published and v3.status == PolicyStatus.published
+
+
+def test_a_version_published_without_a_date_is_in_force_from_its_publication_day_only(session):
+    v1 = publish_body(session, quote_chain())
+    today = v1.published_at.date()
+    assert v1.effective_from == today
+    assert policy_in_force(session, "quote", today).version == 1
+    assert policy_in_force(session, "quote", today - timedelta(days=1)) is None
 
 
 def test_the_author_cannot_publish_their_own_draft(session):

@@ -101,6 +101,7 @@ async def test_run_starts_everything_stops_everything_and_keeps_data(run_env, tm
     try:
         first.wait_for_output("Tradeflow is running")
         assert "demo data loaded" in first.output
+        assert "demo approval policies published: quote v1" in first.output
         assert f"Pages          {api}" in first.output
         assert f"Temporal UI    {ui}" in first.output
         assert "password for every demo login" in first.output
@@ -133,6 +134,7 @@ async def test_run_starts_everything_stops_everything_and_keeps_data(run_env, tm
     try:
         second.wait_for_output("Tradeflow is running")
         assert "demo data already present" in second.output
+        assert "demo approval policies published" not in second.output  # published once, then left alone
         client = await Client.connect(address)
         described = await client.get_workflow_handle(parked_id).describe()
         assert described.status == WorkflowExecutionStatus.RUNNING
