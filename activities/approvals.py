@@ -93,6 +93,7 @@ class ApprovalActivities:
                     )
                 )
             substitutes: list[str] = []
+            covers: dict[str, str] = {}
             for person in sorted(members):
                 seen = {person}
                 current = person
@@ -103,7 +104,9 @@ class ApprovalActivities:
                     seen.add(current)
                     if current not in away and current not in substitutes and current not in request.candidate_users:
                         substitutes.append(current)
-            return ResolvedCandidates(tuple(request.candidate_users) + tuple(substitutes), tuple(substitutes))
+                        covers.setdefault(current, person)
+            return ResolvedCandidates(tuple(request.candidate_users) + tuple(substitutes), tuple(substitutes),
+                                      tuple(sorted(covers.items())))
 
     @activity.defn
     def save_task(self, request: SaveTaskInput) -> None:

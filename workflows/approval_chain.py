@@ -13,7 +13,7 @@ sends the request back to the requester, who resubmits into the same chain; earl
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -93,6 +93,7 @@ class _Task:
     completed_at: datetime | None = None
     completed_by: str | None = None
     acting_for: str | None = None
+    covers: dict[str, str] = field(default_factory=dict)  # substitute -> the person away they stand in for
     comment: str = ""
     version: int = 1
 
@@ -262,6 +263,7 @@ class ApprovalChainWorkflow:
             follow_up_at=_after(now, step.sla.remind_after_hours),
             escalate_at=_after(now, step.sla.escalate_after_hours) if step.sla.escalate_to_groups else None,
             due_at=_after(now, step.sla.expire_after_hours),
+            covers=dict(resolved.covers),
         )
         why = f"policy {self._policy.kind} v{self._policy.version}, rule {', '.join(routed.rule_ids)}"
         if resolved.substitutes:
@@ -471,6 +473,11 @@ class ApprovalChainWorkflow:
         return task
 
     @staticmethod
+    def _candidate_in_own_right(task: _Task, actor: Actor) -> bool:
+        """A candidate by the step itself (named user or member of a candidate group), not as a substitute."""
+        return actor.username in task.step.candidate_users or bool(set(actor.groups) & set(task.candidate_groups))
+
+    @staticmethod
     def _is_candidate(task: _Task, actor: Actor) -> bool:
         return actor.username in task.candidate_users or bool(set(actor.groups) & set(task.candidate_groups))
 
@@ -645,6 +652,8 @@ class ApprovalChainWorkflow:
         task = self._check_decide(cmd)
         actor = cmd.actor.username
         acting_for = task.owner if task.delegation_state == "pending" and task.owner != actor else None
+        if acting_for is None and actor in task.covers and not self._candidate_in_own_right(task, cmd.actor):
+            acting_for = task.covers[actor]  # a substitute decides for the person who is away
         task.status, task.outcome, task.assignee = COMPLETED, cmd.outcome, actor
         task.completed_at, task.completed_by, task.acting_for = workflow.now(), actor, acting_for
         task.comment = cmd.comment

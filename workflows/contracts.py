@@ -305,6 +305,8 @@ class ResolvedCandidates:
 
     candidate_users: tuple[str, ...]
     substitutes: tuple[str, ...] = ()
+    # (substitute, the person away they stand in for): a substitute's decision is recorded as acting for them.
+    covers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -156,7 +156,10 @@ async def test_a_substitute_outside_the_group_gets_the_task_the_mail_and_may_cla
                                 DecideCommand(row.task_key, actor("carl.cfo"), "approved", "for Mia"))
     result = await handle.result()
     assert result.outcome == "approved"
-    assert [(d.outcome, d.actor) for d in result.decisions] == [("approved", "carl.cfo")]
+    # Carl decided as Mia's substitute: both are on the record, in the result and on the inbox row.
+    assert [(d.outcome, d.actor, d.acting_for) for d in result.decisions] == [("approved", "carl.cfo", "mia.manager")]
+    done = task_row(people_engine, request.request_key)
+    assert (done.completed_by, done.acting_for) == ("carl.cfo", "mia.manager")
 
 
 async def test_a_period_that_is_over_adds_nobody(temporal_env, worker, people_engine, mail_sink):
