@@ -14,10 +14,10 @@ from api.routes.common import (
     check_refs,
     contains,
     get_or_404,
+    insert_row,
     invalid,
     page,
     page_of,
-    record_create,
     record_update,
     sort_literal,
 )
@@ -96,10 +96,7 @@ def create_category(body: ProductCategoryCreate, session: SessionDep, user: Cata
     parent = session.get(ProductCategory, body.parent_id) if body.parent_id else None
     full_name = f"{parent.full_name}{SEPARATOR}{body.name}" if parent else body.name
     row = ProductCategory(**values, full_name=full_name)
-    session.add(row)
-    record_create(session, user, row)
-    session.commit()
-    return row
+    return insert_row(session, user, row)
 
 
 @router.patch("/product-categories/{category_id}", response_model=ProductCategoryPublic)
@@ -192,10 +189,7 @@ def create_product(body: ProductCreate, session: SessionDep, user: CatalogueWrit
     values["purchase_uom_id"] = values["purchase_uom_id"] or values["uom_id"]
     _check_product(session, values)
     row = Product(**values)
-    session.add(row)
-    record_create(session, user, row)
-    session.commit()
-    return row
+    return insert_row(session, user, row)
 
 
 @router.patch("/products/{product_id}", response_model=ProductPublic)

@@ -130,3 +130,28 @@ def record_update(session: Session, user: User, row: SQLModel, changed: Mapping[
     if changed:
         audit(session, actor=user.username, action="update", entity_kind=row.__tablename__, entity_id=row.id,
               data={"changed": dict(changed)})
+
+
+def insert_row(session: Session, user: User, row: M, data: Mapping[str, Any] | None = None) -> M:
+    """Add a new row, audit its creation and commit: what every create route ends with."""
+    session.add(row)
+    record_create(session, user, row, data)
+    session.commit()
+    return row
+
+
+def patch_row(
+    session: Session,
+    user: User,
+    row: M,
+    body: BaseModel,
+    rules: type[BaseModel],
+    check: Callable[[dict[str, Any]], None] | None = None,
+) -> M:
+    """Apply a PATCH body through `apply_patch` (the Create model's rules, then `check`), audit what changed
+    and commit: what every update route does."""
+    changed = apply_patch(row, body.model_dump(exclude_unset=True), rules, check)
+    session.add(row)
+    record_update(session, user, row, changed)
+    session.commit()
+    return row

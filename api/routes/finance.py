@@ -10,14 +10,13 @@ from api.routes.common import (
     Limit,
     Offset,
     TextQuery,
-    apply_patch,
     check_refs,
     contains,
     get_or_404,
+    insert_row,
     page,
     page_of,
-    record_create,
-    record_update,
+    patch_row,
     sort_literal,
 )
 from models.common import AccountType
@@ -61,21 +60,14 @@ def read_tax(tax_id: int, session: SessionDep, _: CurrentUser):
 def create_tax(body: TaxCreate, session: SessionDep, user: FinanceWriter):
     check_refs(session, {"account_id": (Account, body.account_id)})
     row = Tax(**body.model_dump())
-    session.add(row)
-    record_create(session, user, row)
-    session.commit()
-    return row
+    return insert_row(session, user, row)
 
 
 @router.patch("/taxes/{tax_id}", response_model=TaxPublic)
 def update_tax(tax_id: int, body: TaxUpdate, session: SessionDep, user: FinanceWriter):
     row = get_or_404(session, Tax, tax_id, "tax")
-    changed = apply_patch(row, body.model_dump(exclude_unset=True), TaxCreate,
+    return patch_row(session, user, row, body, TaxCreate,
                           lambda merged: check_refs(session, {"account_id": (Account, merged.get("account_id"))}))
-    session.add(row)
-    record_update(session, user, row, changed)
-    session.commit()
-    return row
 
 
 @router.get("/accounts", response_model=Page[AccountPublic])

@@ -23,6 +23,7 @@ from api.routes.common import (
     invalid,
     page,
     page_of,
+    patch_row,
     record_create,
     record_update,
     sort_literal,
@@ -91,11 +92,7 @@ def _patch_address(session: Session, user: User, owner: str, owner_id: int, addr
     row = session.get(Address, address_id)
     if row is None or getattr(row, f"{owner}_id") != owner_id:
         raise HTTPException(status_code=404, detail=f"address {address_id} of {owner} {owner_id} not found")
-    changed = apply_patch(row, body.model_dump(exclude_unset=True), AddressCreate)
-    session.add(row)
-    record_update(session, user, row, changed)
-    session.commit()
-    return row
+    return patch_row(session, user, row, body, AddressCreate)
 
 
 # ------------------------------------------------------------------------------------------- customers

@@ -10,14 +10,13 @@ from api.routes.common import (
     Limit,
     Offset,
     TextQuery,
-    apply_patch,
     check_refs,
     contains,
     get_or_404,
+    insert_row,
     page,
     page_of,
-    record_create,
-    record_update,
+    patch_row,
     sort_literal,
 )
 from models.masterdata import Product, ReorderRule, Supplier, Warehouse
@@ -82,18 +81,11 @@ def read_reorder_rule(rule_id: int, session: SessionDep, _: CurrentUser):
 def create_reorder_rule(body: ReorderRuleCreate, session: SessionDep, user: PlanningWriter):
     check_refs(session, _refs(body.model_dump()))
     row = ReorderRule(**body.model_dump())
-    session.add(row)
-    record_create(session, user, row)
-    session.commit()
-    return row
+    return insert_row(session, user, row)
 
 
 @router.patch("/reorder-rules/{rule_id}", response_model=ReorderRulePublic)
 def update_reorder_rule(rule_id: int, body: ReorderRuleUpdate, session: SessionDep, user: PlanningWriter):
     row = get_or_404(session, ReorderRule, rule_id, "reorder rule")
-    changed = apply_patch(row, body.model_dump(exclude_unset=True), ReorderRuleCreate,
+    return patch_row(session, user, row, body, ReorderRuleCreate,
                           lambda merged: check_refs(session, _refs(merged)))
-    session.add(row)
-    record_update(session, user, row, changed)
-    session.commit()
-    return row

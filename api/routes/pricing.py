@@ -10,14 +10,13 @@ from api.routes.common import (
     Limit,
     Offset,
     TextQuery,
-    apply_patch,
     check_refs,
     contains,
     get_or_404,
+    insert_row,
     page,
     page_of,
-    record_create,
-    record_update,
+    patch_row,
     sort_literal,
 )
 from models.masterdata import Pricelist, PricelistRule, Product, ProductCategory
@@ -75,20 +74,13 @@ def read_pricelist(pricelist_id: int, session: SessionDep, _: CurrentUser):
 @router.post("/pricelists", response_model=PricelistPublic, status_code=status.HTTP_201_CREATED)
 def create_pricelist(body: PricelistCreate, session: SessionDep, user: PricingWriter):
     row = Pricelist(**body.model_dump())
-    session.add(row)
-    record_create(session, user, row)
-    session.commit()
-    return row
+    return insert_row(session, user, row)
 
 
 @router.patch("/pricelists/{pricelist_id}", response_model=PricelistPublic)
 def update_pricelist(pricelist_id: int, body: PricelistUpdate, session: SessionDep, user: PricingWriter):
     row = get_or_404(session, Pricelist, pricelist_id, "pricelist")
-    changed = apply_patch(row, body.model_dump(exclude_unset=True), PricelistCreate)
-    session.add(row)
-    record_update(session, user, row, changed)
-    session.commit()
-    return row
+    return patch_row(session, user, row, body, PricelistCreate)
 
 
 @router.get("/pricelists/{pricelist_id}/rules", response_model=Page[PricelistRulePublic])
@@ -131,18 +123,11 @@ def create_rule(pricelist_id: int, body: PricelistRuleCreate, session: SessionDe
     get_or_404(session, Pricelist, pricelist_id, "pricelist")
     check_refs(session, _rule_refs(body.model_dump()))
     row = PricelistRule(**body.model_dump(), pricelist_id=pricelist_id)
-    session.add(row)
-    record_create(session, user, row)
-    session.commit()
-    return row
+    return insert_row(session, user, row)
 
 
 @router.patch("/pricelists/{pricelist_id}/rules/{rule_id}", response_model=PricelistRulePublic)
 def update_rule(pricelist_id: int, rule_id: int, body: PricelistRuleUpdate, session: SessionDep, user: PricingWriter):
     row = _rule_of(session, pricelist_id, rule_id)
-    changed = apply_patch(row, body.model_dump(exclude_unset=True), PricelistRuleCreate,
+    return patch_row(session, user, row, body, PricelistRuleCreate,
                           lambda merged: check_refs(session, _rule_refs(merged)))
-    session.add(row)
-    record_update(session, user, row, changed)
-    session.commit()
-    return row
