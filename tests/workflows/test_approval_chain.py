@@ -15,6 +15,7 @@ from models.approval_policies import create_draft, publish
 from models.approvals import ApprovalRequest, HumanTask, OutboxMessage
 from models.records import AuditEvent
 from tests.approval_world import PEOPLE, publish_policy, two_step_quote_policy
+from tests.workflows.histories import keep_history
 from workflows.approval_chain import ApprovalChainWorkflow
 from workflows.approval_rules import RequestFacts
 from workflows.contracts import (
@@ -98,6 +99,7 @@ async def test_two_step_chain_approved_end_to_end(temporal_env, worker, people_e
     assert row(people_engine, second).candidate_groups == ["cfo"]
     await approve(handle, second, "carl.cfo")
     result = await handle.result()
+    await keep_history(handle, "approval_two_step_approved")
 
     assert result.outcome == "approved" and result.policy_version == 1
     assert [(d.step_name, d.outcome, d.actor) for d in result.decisions] == [
@@ -132,6 +134,7 @@ async def test_rejection_needs_a_reason_and_ends_the_chain(temporal_env, worker,
         ApprovalChainWorkflow.decide, DecideCommand(first, actor("max.manager"), "rejected", "20 % is too deep")
     )
     result = await handle.result()
+    await keep_history(handle, "approval_rejected")
     assert result.outcome == "rejected"
     assert (row(people_engine, first).outcome, row(people_engine, first).comment) == ("rejected", "20 % is too deep")
     with Session(people_engine) as s:
@@ -161,6 +164,7 @@ async def test_request_changes_then_resubmit_into_the_same_chain(temporal_env, w
     # Earlier approvals stand: the manager who approved step 1 may not approve step 2 either.
     await approve(handle, again, "fiona.finance")
     result = await handle.result()
+    await keep_history(handle, "approval_changes_requested_resubmitted")
     assert result.outcome == "approved"
     assert [d.outcome for d in result.decisions] == ["approved", "changes_requested", "approved"]
     with Session(people_engine) as s:
@@ -247,6 +251,7 @@ async def test_delegation_keeps_the_owner_and_records_both(temporal_env, worker,
     assert (r.assignee, r.owner, r.delegation_state) == ("max.manager", "mia.manager", "pending")
     await approve(handle, task, "max.manager", "checked for Mia")
     result = await handle.result()
+    await keep_history(handle, "approval_delegated")
     decision = result.decisions[0]
     assert (decision.actor, decision.acting_for, decision.outcome) == ("max.manager", "mia.manager", "approved")
     r = row(people_engine, task)
@@ -309,6 +314,7 @@ async def test_collect_opens_parallel_tasks_and_decides_by_quorum(temporal_env, 
                                 DecideCommand(keys[1], actor("fiona.finance"), "rejected", "no budget"))
     await approve(handle, keys[2], "carl.cfo")  # the second approval reaches the quorum of 2
     result = await handle.result()
+    await keep_history(handle, "approval_collect_quorum")
     assert result.outcome == "approved"
     assert [(row(people_engine, k).status, row(people_engine, k).outcome) for k in keys] == [
         ("completed", "approved"), ("completed", "rejected"), ("completed", "approved")]
