@@ -152,8 +152,9 @@ class PricelistRule(SQLModel, table=True):
     kind: PricelistRuleKind
     fixed_price: Decimal | None = Field(default=None, **MONEY)
     percent_discount: Decimal | None = Field(default=None, **PERCENT)
-    # formula: price = base * (1 - discount/100) rounded to `price_round`, plus `price_surcharge`,
-    # kept within cost * (1 + min_margin%) .. cost * (1 + max_margin%) when those are set.
+    # formula (workflows/rules.rule_price): price = base * (1 - discount/100), rounded to a multiple of
+    # `price_round` before `price_surcharge` is added, then kept within base * (1 + min_margin%/100) ..
+    # base * (1 + max_margin%/100) when those are set; base is the list price or the standard cost (`base`).
     base: str = Field(default="list_price", max_length=20)
     price_round: Decimal | None = Field(default=None, **MONEY)
     price_surcharge: Decimal | None = Field(default=None, **MONEY)
