@@ -1,0 +1,221 @@
+"""Quote-to-cash side effects for the QuoteToCash and Shipment workflows: each activity is one transaction over
+models/orders.py and idempotent by its natural key (quote number, shipment seq, invoice key, message key), because
+Temporal retries activities. Business refusals become non-retryable ApplicationErrors whose type the workflow
+and the API recognise; the `details` carry the field and reason of bad input.
+
+The quote itself is created by the API (models.orders.create_quote) before the workflow starts, so there is no
+create_quote activity."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from models import inventory, orders
+from models.approvals import OutboxMessage
+from models.common import utcnow
+from models.db import transaction
+from models.masterdata import Customer
+from models.sales import SalesOrder
+from models.users import User
+from workflows.contracts import (
+    CancelOrderInput,
+    CancelOrderResult,
+    CreateShipmentInput,
+    CreditCheckResult,
+    EditQuoteInput,
+    InvoiceInput,
+    InvoiceState,
+    OrderBalance,
+    OrderNotifyInput,
+    QuoteRef,
+    QuoteState,
+    RecordShipmentStepInput,
+    ReserveOrderResult,
+    SetOrderStatusInput,
+    ShipmentState,
+)
+
+# ApplicationError types (the API maps them: not found → 404, input → 422, state and duplicates → 409).
+ORDER_NOT_FOUND = "OrderNotFound"
+ORDER_INPUT_INVALID = "OrderInputInvalid"
+ORDER_STATE_INVALID = "OrderStateInvalid"
+STALE_VERSION = "StaleVersion"
+DUPLICATE_CUSTOMER_REF = "DuplicateCustomerRef"
+INSUFFICIENT_STOCK = "InsufficientStock"
+STOCK_REQUEST_INVALID = "StockRequestInvalid"
+
+# event -> subject template (OrderNotifyInput.event)
+SUBJECTS = {
+    "confirmation": "Order {number} confirmed",
+    "hold": "Order {number} is on credit hold",
+    "shipment": "Order {number}: shipment on its way",
+    "delay": "Order {number}: delivery delayed",
+    "invoice": "Invoice for order {number}",
+    "reminder": "Payment reminder for order {number}",
+}
+
+
+def _today() -> date:
+    # Activities may read the clock (workflows may not); the business date is the server's UTC date.
+    return utcnow().date()
+
+
+def _refusal(err: Exception) -> ApplicationError:
+    """The ApplicationError for a business refusal from models.orders or models.inventory."""
+    if isinstance(err, orders.OrderNotFound):
+        return ApplicationError(str(err), err.field, err.reason, type=ORDER_NOT_FOUND, non_retryable=True)
+    if isinstance(err, orders.OrderInputError):
+        return ApplicationError(str(err), err.field, err.reason, type=ORDER_INPUT_INVALID, non_retryable=True)
+    if isinstance(err, orders.StaleVersion):
+        return ApplicationError(str(err), err.status, type=STALE_VERSION, non_retryable=True)
+    if isinstance(err, orders.OrderStateError):
+        return ApplicationError(str(err), err.status, type=ORDER_STATE_INVALID, non_retryable=True)
+    if isinstance(err, orders.DuplicateCustomerRef):
+        return ApplicationError(str(err), err.existing_number, type=DUPLICATE_CUSTOMER_REF, non_retryable=True)
+    if isinstance(err, inventory.InsufficientStock):
+        return ApplicationError(str(err), type=INSUFFICIENT_STOCK, non_retryable=True)
+    return ApplicationError(str(err), type=STOCK_REQUEST_INVALID, non_retryable=True)
+
+
+REFUSALS = (orders.OrderInputError, orders.OrderStateError, orders.DuplicateCustomerRef, inventory.StockError)
+
+
+class SalesActivities:
+    def __init__(self, engine: Engine, public_url: str = "http://127.0.0.1:8000") -> None:
+        self.engine = engine
+        self.public_url = public_url.rstrip("/")
+
+    @activity.defn
+    def load_quote(self, request: QuoteRef) -> QuoteState:
+        try:
+            with transaction(self.engine) as session:
+                return orders.quote_state(session, request.quote_number)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def edit_quote(self, request: EditQuoteInput) -> QuoteState:
+        try:
+            with transaction(self.engine) as session:
+                orders.edit_quote(session, request.quote_number, request.command, today=_today())
+                return orders.quote_state(session, request.quote_number)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def set_order_status(self, request: SetOrderStatusInput) -> QuoteState:
+        try:
+            with transaction(self.engine) as session:
+                orders.set_status(session, request.quote_number, request.status, actor=request.actor,
+                                  reason=request.reason)
+                return orders.quote_state(session, request.quote_number)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def check_credit(self, request: QuoteRef) -> CreditCheckResult:
+        try:
+            with transaction(self.engine) as session:
+                return orders.credit_check(session, request.quote_number)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def reserve_order(self, request: QuoteRef) -> ReserveOrderResult:
+        try:
+            with transaction(self.engine) as session:
+                return orders.reserve_order(session, request.quote_number)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def create_shipment(self, request: CreateShipmentInput) -> ShipmentState | None:
+        try:
+            with transaction(self.engine) as session:
+                return orders.create_shipment(session, request.quote_number, request.seq, today=_today())
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def record_shipment_step(self, request: RecordShipmentStepInput) -> ShipmentState:
+        try:
+            with transaction(self.engine) as session:
+                return orders.record_shipment_step(session, request.shipment_number, request.step,
+                                                   actor=request.actor, tracking_ref=request.tracking_ref)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def invoice_order(self, request: InvoiceInput) -> InvoiceState:
+        try:
+            with transaction(self.engine) as session:
+                return orders.invoice_order(session, request.quote_number, request.key, today=_today())
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def order_balance(self, request: QuoteRef) -> OrderBalance:
+        try:
+            with transaction(self.engine) as session:
+                return orders.order_balance(session, request.quote_number)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def cancel_order(self, request: CancelOrderInput) -> CancelOrderResult:
+        try:
+            with transaction(self.engine) as session:
+                return orders.cancel_order(session, request.quote_number, actor=request.actor,
+                                           reason=request.reason, today=_today())
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def notify_order(self, request: OrderNotifyInput) -> None:
+        """Queue the customer's and the rep's e-mail about an order event in the outbox, one row per recipient
+        (message key `<message_key>:customer` and `<message_key>:<rep>`); a retry adds nothing."""
+        if request.event not in SUBJECTS:
+            raise ApplicationError(f"unknown order event {request.event!r}", "event", type=ORDER_INPUT_INVALID,
+                                   non_retryable=True)
+        try:
+            with transaction(self.engine) as session:
+                order = orders.get_order(session, request.quote_number)
+                customer = session.get(Customer, order.customer_id)
+                rep_email = session.scalar(select(User.email).where(User.username == order.rep, User.active.is_(True)))
+                subject = SUBJECTS[request.event].format(number=order.number)
+                link = f"{self.public_url}/orders/{order.number}"
+                body = _body(order, customer, request)
+                recipients = []
+                if customer.email:
+                    recipients.append((f"{request.message_key}:customer", customer.email, ""))
+                if rep_email:
+                    recipients.append((f"{request.message_key}:{order.rep}", rep_email, link))
+                for key, address, rep_link in recipients:
+                    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.message_key == key)):
+                        continue
+                    session.add(OutboxMessage(message_key=key, recipient=address, subject=subject,
+                                              body=body + (f"\nOpen the order: {rep_link}\n" if rep_link else ""),
+                                              link=rep_link))
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+
+def _body(order: SalesOrder, customer: Customer, request: OrderNotifyInput) -> str:
+    lines = [
+        f"Dear {customer.name},",
+        "",
+        f"{SUBJECTS[request.event].format(number=order.number)}.",
+        f"Order total: {order.amount_total} (of which tax {order.amount_tax}).",
+    ]
+    if order.customer_ref:
+        lines.append(f"Your reference: {order.customer_ref}")
+    if order.promised_date and request.event in ("confirmation", "delay", "shipment"):
+        lines.append(f"Promised delivery date: {order.promised_date.isoformat()}")
+    if request.detail:
+        lines += ["", request.detail]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1285 @@
+"""Quote to cash over the sales tables (models/sales.py): quotes and their pricing, status changes, credit
+exposure, reservation, shipments, invoices with their journal entries, payments, and cancellation.
+
+Every function works in the caller's transaction (flush, never commit) and is idempotent by a natural key, because
+the activities that call them (activities/sales.py) are retried by Temporal:
+
+- quotes by number (`next_number`), an edit that changes nothing bumps no version;
+- reservations by demand key `<quote number>/L<line no>` (models.inventory.reserve tops a demand up, never doubles);
+- shipments by (order, seq); stock moves by `<shipment number>/<order line id>`;
+- invoices by the workflow's key (also the journal entry's source key); payments by bank reference;
+- cancellation by the order's status (a cancelled order is not cancelled twice; the first result is kept in the
+  audit event and returned again).
+
+Pricing and every figure a person checks (line amounts, totals, exposure, invoiceable quantities) come from the
+pure rules in workflows/rules.py, so the workflow, these functions and the tests agree on one formula.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from models import inventory
+from models.accounting import LineSpec, post_entry
+from models.common import ZERO, AccountType, BackorderPreference, LocationUsage, money, qty, utcnow
+from models.ledger import JournalLine
+from models.masterdata import (
+    Account,
+    Branch,
+    Customer,
+    Location,
+    PaymentTerm,
+    PricelistRule,
+    Product,
+    ProductCategory,
+    SupplierOffer,
+    Tax,
+    Warehouse,
+)
+from models.records import AuditEvent
+from models.sales import (
+    CustomerInvoice,
+    CustomerInvoiceLine,
+    CustomerPayment,
+    NumberSequence,
+    SalesOrder,
+    SalesOrderLine,
+    Shipment,
+    ShipmentLine,
+)
+from models.stock import Quant, ReservationDemand, StockMove
+from workflows import rules
+from workflows.contracts import (
+    CancelOrderResult,
+    CreditCheckResult,
+    EditQuoteCommand,
+    InvoiceState,
+    OrderBalance,
+    OrderStatus,
+    QuoteLineInput,
+    QuoteLineState,
+    QuoteState,
+    ReserveOrderResult,
+    ShipmentLineState,
+    ShipmentState,
+    ShipmentStatus,
+    q2c_id,
+)
+
+CHANNELS = ("web", "api", "edi", "ecommerce")
+DEFAULT_VALIDITY_DAYS = 30
+DEFAULT_PAYMENT_TERM_DAYS = 30
+# Far above any real order, far below the NUMERIC(16, x) columns: a typo becomes a clear refusal, not an overflow.
+MAX_QUANTITY = Decimal("1000000000")
+MAX_AMOUNT = Decimal("1000000000000")
+SEQUENCES = {"quote": "Q-", "invoice": "INV-", "credit_note": "CRN-", "payment": "PAY-"}
+NUMBER_WIDTH = 6
+
+# Statuses from which nothing moves any more (the workflow has finished with the order).
+TERMINAL = frozenset({OrderStatus.done, OrderStatus.rejected, OrderStatus.expired, OrderStatus.cancelled})
+EDITABLE = frozenset({OrderStatus.draft, OrderStatus.changes_requested})
+# Accepted orders whose value counts as uninvoiced exposure (erp-anchors b5: submitted, not closed).
+OPEN_EXPOSURE = (OrderStatus.confirmed, OrderStatus.delivered, OrderStatus.credit_hold)
+INVOICEABLE = frozenset({OrderStatus.confirmed, OrderStatus.awaiting_customer, OrderStatus.delivered})
+# Moving out of "sent" into one of these means the customer accepted.
+ACCEPTED = frozenset({OrderStatus.credit_hold, OrderStatus.awaiting_customer, OrderStatus.confirmed})
+SHIPMENT_STEPS = (ShipmentStatus.picked, ShipmentStatus.packed, ShipmentStatus.shipped)
+OPEN_SHIPMENT = (ShipmentStatus.pending, ShipmentStatus.picked, ShipmentStatus.packed)
+
+# Fallback account codes (models/setup.py chart) when a category names none.
+RECEIVABLE_ACCOUNT = "1100"
+BANK_ACCOUNT = "1900"
+INCOME_ACCOUNT = "4000"
+COGS_ACCOUNT = "5000"
+STOCK_OUTPUT_ACCOUNT = "1220"
+UNALLOCATED = "unallocated"
+
+
+# ------------------------------------------------------------------------------------------------- errors
+
+
+class OrderInputError(ValueError):
+    """Bad input, named by field (e.g. "lines[2].sku") with a plain-English reason: the API answers 422."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class OrderNotFound(OrderInputError):
+    """No quote or order with that number (the API may answer 404)."""
+
+    def __init__(self, number: str) -> None:
+        super().__init__("quote_number", f"no quote or order with number {number!r}")
+        self.number = number
+
+
+class DuplicateCustomerRef(ValueError):
+    """The customer's reference is already on another quote: a repeated post from a channel is refused."""
+
+    def __init__(self, customer_code: str, customer_ref: str, existing_number: str) -> None:
+        super().__init__(
+            f"customer {customer_code} already has quote {existing_number} with reference {customer_ref!r}"
+        )
+        self.customer_code = customer_code
+        self.customer_ref = customer_ref
+        self.existing_number = existing_number
+
+
+class OrderStateError(ValueError):
+    """An action the order's current status does not allow (the API answers 409)."""
+
+    def __init__(self, status: str, reason: str) -> None:
+        super().__init__(reason)
+        self.status = str(status)
+        self.reason = reason
+
+
+class StaleVersion(OrderStateError):
+    """The quote changed since the editor loaded it (optimistic concurrency)."""
+
+
+# ------------------------------------------------------------------------------------------------- numbers
+
+
+def next_number(session: Session, name: str) -> str:
+    """The next business number of a sequence: quote Q-000001, invoice INV-000001, credit_note CRN-000001,
+    payment PAY-000001. The sequence row is locked for the rest of the transaction, so two transactions never
+    hand out one number (gaps are possible when a transaction rolls back)."""
+    if name not in SEQUENCES:
+        raise ValueError(f"unknown number sequence {name!r}")
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(NumberSequence.__table__)
+        .values(name=name, prefix=SEQUENCES[name], next_value=1)
+        .on_conflict_do_nothing(index_elements=["name"])
+    )
+    row = session.execute(
+        select(NumberSequence)
+        .where(NumberSequence.name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one()
+    value = row.next_value
+    row.next_value = value + 1
+    session.add(row)
+    session.flush()
+    return f"{row.prefix}{value:0{NUMBER_WIDTH}d}"
+
+
+# ------------------------------------------------------------------------------------------------- quotes
+
+
+@dataclass(frozen=True)
+class QuoteDraft:
+    customer_code: str
+    lines: tuple[QuoteLineInput, ...]
+    customer_ref: str | None = None
+    channel: str = "web"
+    valid_until: date | None = None  # default: quote_date + 30 days
+    order_discount_percent: Decimal = Decimal(0)
+    backorder_preference: str | None = None  # default: the customer's
+    warehouse_code: str | None = None  # default: the warehouse of the customer's branch, else the first
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class _PricedLine:
+    product: Product
+    data: QuoteLineInput
+    quantity: Decimal
+    list_price: Decimal
+    unit_price: Decimal
+    rule_id: int | None
+    tax_rate: Decimal
+    unit_cost: Decimal
+    amounts: rules.LineAmounts
+
+
+def get_order(session: Session, number: str, *, lock: bool = False) -> SalesOrder:
+    stmt = select(SalesOrder).where(SalesOrder.number == number).execution_options(populate_existing=True)
+    if lock:
+        stmt = stmt.with_for_update()
+    order = session.execute(stmt).scalar_one_or_none()
+    if order is None:
+        raise OrderNotFound(number)
+    return order
+
+
+def _lines(session: Session, order: SalesOrder) -> list[SalesOrderLine]:
+    return list(
+        session.execute(
+            select(SalesOrderLine)
+            .where(SalesOrderLine.order_id == order.id)
+            .order_by(SalesOrderLine.line_no)
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+
+
+def _percent(value, field: str, *, allow_100: bool = False) -> Decimal:
+    try:
+        pct = Decimal(str(value))
+    except Exception:
+        raise OrderInputError(field, "must be a number") from None
+    if not pct.is_finite() or pct < 0 or pct > 100 or (pct == 100 and not allow_100):
+        raise OrderInputError(field, "must be a percentage from 0 up to (not including) 100")
+    return pct
+
+
+def _preference(value: str | None, field: str) -> BackorderPreference | None:
+    if value is None:
+        return None
+    try:
+        return BackorderPreference(value)
+    except ValueError:
+        allowed = ", ".join(p.value for p in BackorderPreference)
+        raise OrderInputError(field, f"unknown backorder preference {value!r}; use one of {allowed}") from None
+
+
+def _customer(session: Session, code: str, *, active_only: bool = True) -> Customer:
+    code = (code or "").strip()
+    if not code:
+        raise OrderInputError("customer_code", "a customer code is required")
+    customer = session.scalars(select(Customer).where(Customer.code == code)).first()
+    if customer is None:
+        raise OrderInputError("customer_code", f"no customer with code {code!r}")
+    if active_only and not customer.active:
+        raise OrderInputError("customer_code", f"customer {code} is inactive")
+    return customer
+
+
+def _check_customer_ref(session: Session, customer: Customer, ref: str | None, *, own_id: int | None = None) -> None:
+    if ref is None:
+        return
+    if len(ref) > 60:
+        raise OrderInputError("customer_ref", "must be at most 60 characters")
+    stmt = select(SalesOrder.number).where(SalesOrder.customer_id == customer.id, SalesOrder.customer_ref == ref)
+    if own_id is not None:
+        stmt = stmt.where(SalesOrder.id != own_id)
+    existing = session.scalars(stmt).first()
+    if existing is not None:
+        raise DuplicateCustomerRef(customer.code, ref, existing)
+
+
+def _category_path(session: Session, category_id: int | None) -> tuple[int, ...]:
+    path: list[int] = []
+    while category_id is not None and category_id not in path and len(path) < 20:
+        path.append(category_id)
+        category_id = session.scalar(select(ProductCategory.parent_id).where(ProductCategory.id == category_id))
+    return tuple(path)
+
+
+def _price_rules(session: Session, pricelist_id: int | None) -> list[rules.PriceRule]:
+    if pricelist_id is None:
+        return []
+    rows = session.scalars(select(PricelistRule).where(PricelistRule.pricelist_id == pricelist_id)).all()
+
+    def dec(v):
+        return None if v is None else Decimal(str(v))
+
+    return [
+        rules.PriceRule(
+            id=r.id, kind=str(r.kind.value if hasattr(r.kind, "value") else r.kind), product_id=r.product_id,
+            category_id=r.category_id, min_quantity=Decimal(str(r.min_quantity or 0)), date_start=r.date_start,
+            date_end=r.date_end, fixed_price=dec(r.fixed_price), percent_discount=dec(r.percent_discount),
+            base=r.base, price_round=dec(r.price_round), price_surcharge=dec(r.price_surcharge),
+            min_margin_percent=dec(r.min_margin_percent), max_margin_percent=dec(r.max_margin_percent),
+        )
+        for r in rows
+    ]
+
+
+def _price_lines(
+    session: Session, lines: tuple[QuoteLineInput, ...] | list[QuoteLineInput], *, pricelist_id: int | None,
+    order_discount: Decimal, today: date,
+) -> list[_PricedLine]:
+    if not lines:
+        raise OrderInputError("lines", "a quote needs at least one line")
+    price_rules = _price_rules(session, pricelist_id)
+    priced = []
+    for i, line in enumerate(lines):
+        sku = (line.sku or "").strip()
+        product = session.scalars(select(Product).where(Product.sku == sku)).first() if sku else None
+        if product is None:
+            raise OrderInputError(f"lines[{i}].sku", f"no product with SKU {line.sku!r}")
+        if not product.active:
+            raise OrderInputError(f"lines[{i}].sku", f"product {sku} is no longer sold")
+        try:
+            quantity = qty(line.quantity)
+        except Exception:
+            raise OrderInputError(f"lines[{i}].quantity", "must be a number") from None
+        if quantity <= 0 or quantity != Decimal(str(line.quantity)):
+            raise OrderInputError(f"lines[{i}].quantity", "must be positive, with at most 3 decimals")
+        if quantity > MAX_QUANTITY:
+            raise OrderInputError(f"lines[{i}].quantity", f"must be at most {MAX_QUANTITY:,}")
+        discount = _percent(line.discount_percent, f"lines[{i}].discount_percent", allow_100=True)
+        list_price, cost = money(product.list_price), Decimal(str(product.standard_cost))
+        if line.unit_price is not None:
+            unit_price = Decimal(str(line.unit_price))
+            if not unit_price.is_finite() or unit_price < 0 or money(unit_price) != unit_price:
+                raise OrderInputError(f"lines[{i}].unit_price", "must be zero or positive, in cents")
+            if unit_price > MAX_AMOUNT:
+                raise OrderInputError(f"lines[{i}].unit_price", f"must be at most {MAX_AMOUNT:,}")
+            rule_id = None
+        else:
+            rule = rules.select_price_rule(
+                price_rules, product_id=product.id, category_path=_category_path(session, product.category_id),
+                quantity=quantity, on=today,
+            )
+            unit_price = rules.rule_price(rule, list_price=list_price, cost=cost)
+            rule_id = rule.id if rule is not None else None
+        tax_rate = ZERO
+        if product.tax_id is not None:
+            tax_rate = Decimal(str(session.scalar(select(Tax.rate).where(Tax.id == product.tax_id))))
+        amounts = rules.line_amounts(
+            quantity=quantity, unit_price=unit_price, list_price=list_price, line_discount_percent=discount,
+            order_discount_percent=order_discount, tax_rate=tax_rate, unit_cost=cost,
+        )
+        if amounts.subtotal > MAX_AMOUNT or amounts.list_amount > MAX_AMOUNT:
+            raise OrderInputError(f"lines[{i}].quantity", f"the line amount would exceed {MAX_AMOUNT:,}")
+        priced.append(_PricedLine(product, line, quantity, list_price, unit_price, rule_id, tax_rate, cost, amounts))
+    return priced
+
+
+def _available(session: Session, product_id: int, warehouse_id: int) -> Decimal:
+    row = session.execute(
+        select(func.coalesce(func.sum(Quant.quantity), 0), func.coalesce(func.sum(Quant.reserved), 0))
+        .join(Location, Location.id == Quant.location_id)
+        .where(Quant.product_id == product_id, Location.warehouse_id == warehouse_id,
+               Location.usage == LocationUsage.internal)
+    ).one()
+    return qty(row[0]) - qty(row[1])
+
+
+def _line_promise(session: Session, product_id: int, quantity: Decimal, warehouse_id: int, today: date) -> date:
+    lead = session.scalar(select(func.min(SupplierOffer.lead_time_days)).where(SupplierOffer.product_id == product_id))
+    # Purchase orders do not exist yet (procure-to-pay comes later), so no incoming receipts are known.
+    return rules.promised_date(
+        today, requested=quantity, available_now=_available(session, product_id, warehouse_id), incoming=(),
+        supplier_lead_days=lead,
+    )
+
+
+def _shipping_policy(preference: str) -> str:
+    # Odoo picking_policy (b4): shipping complete waits for the last line ("one"), otherwise as soon as possible.
+    return rules.SHIPPING_ONE if preference == BackorderPreference.ship_complete else rules.SHIPPING_DIRECT
+
+
+def _write_lines(session: Session, order: SalesOrder, priced: list[_PricedLine], today: date) -> None:
+    """Replace the order's lines by the priced ones and recompute totals and the promised date."""
+    for old in _lines(session, order):
+        session.delete(old)
+    session.flush()
+    promises = []
+    for no, p in enumerate(priced, 1):
+        promise = None
+        if not p.data.drop_ship:
+            promise = _line_promise(session, p.product.id, p.quantity, order.warehouse_id, today)
+            promises.append(promise)
+        session.add(SalesOrderLine(
+            order_id=order.id, line_no=no, product_id=p.product.id, description=p.product.name[:200],
+            quantity=p.quantity, list_price=p.list_price, unit_price=p.unit_price, price_rule_id=p.rule_id,
+            manual_price=p.data.unit_price is not None, discount_percent=Decimal(str(p.data.discount_percent)),
+            unit_cost=p.unit_cost, tax_rate=p.tax_rate, subtotal=p.amounts.subtotal, tax_amount=p.amounts.tax,
+            drop_ship=p.data.drop_ship, promised_date=promise,
+        ))
+    totals = rules.quote_totals([p.amounts for p in priced])
+    order.list_total = totals.list_total
+    order.amount_untaxed = totals.untaxed
+    order.amount_tax = totals.tax
+    order.amount_total = totals.total
+    order.cost_total = totals.cost
+    order.discount_percent = totals.discount_percent
+    order.margin_percent = totals.margin_percent
+    order.promised_date = rules.order_promised_date(promises, _shipping_policy(order.backorder_preference))
+    session.add(order)
+    session.flush()
+
+
+def _audit(session: Session, actor: str, action: str, number: str, reason: str = "", **data) -> None:
+    session.add(AuditEvent(actor=actor, action=action, entity_kind="sales_order", entity_id=number,
+                           reason=reason[:500], data=data))
+
+
+def _default_warehouse(session: Session, customer: Customer, code: str | None) -> Warehouse:
+    if code:
+        warehouse = session.scalars(select(Warehouse).where(Warehouse.code == code)).first()
+        if warehouse is None:
+            raise OrderInputError("warehouse_code", f"no warehouse with code {code!r}")
+        return warehouse
+    warehouse = None
+    if customer.branch_id is not None:
+        warehouse = session.scalars(
+            select(Warehouse).where(Warehouse.branch_id == customer.branch_id).order_by(Warehouse.id)
+        ).first()
+    warehouse = warehouse or session.scalars(select(Warehouse).order_by(Warehouse.id)).first()
+    if warehouse is None:
+        raise OrderInputError("warehouse_code", "there is no warehouse to sell from")
+    return warehouse
+
+
+def create_quote(session: Session, draft: QuoteDraft, *, rep: str, today: date) -> SalesOrder:
+    """A draft quote with every line priced from the customer's pricelist (or the price given by hand)."""
+    customer = _customer(session, draft.customer_code)
+    if draft.channel not in CHANNELS:
+        raise OrderInputError("channel", f"unknown channel {draft.channel!r}; use one of {', '.join(CHANNELS)}")
+    ref = draft.customer_ref.strip() if draft.customer_ref and draft.customer_ref.strip() else None
+    _check_customer_ref(session, customer, ref)
+    valid_until = draft.valid_until or today + timedelta(days=DEFAULT_VALIDITY_DAYS)
+    if valid_until < today:
+        raise OrderInputError("valid_until", "cannot be before the quote date")
+    order_discount = _percent(draft.order_discount_percent, "order_discount_percent")
+    preference = _preference(draft.backorder_preference, "backorder_preference") or customer.backorder_preference
+    if len(draft.note) > 1000:
+        raise OrderInputError("note", "must be at most 1000 characters")
+    warehouse = _default_warehouse(session, customer, draft.warehouse_code)
+    priced = _price_lines(session, draft.lines, pricelist_id=customer.pricelist_id, order_discount=order_discount,
+                          today=today)
+    term_days = DEFAULT_PAYMENT_TERM_DAYS
+    if customer.payment_term_id is not None:
+        term_days = session.scalar(select(PaymentTerm.days).where(PaymentTerm.id == customer.payment_term_id))
+
+    number = next_number(session, "quote")
+    order = SalesOrder(
+        number=number, customer_id=customer.id, customer_ref=ref, channel=draft.channel, rep=rep,
+        branch_id=customer.branch_id if customer.branch_id is not None else warehouse.branch_id,
+        warehouse_id=warehouse.id, pricelist_id=customer.pricelist_id, payment_term_days=term_days,
+        quote_date=today, valid_until=valid_until, order_discount_percent=order_discount,
+        backorder_preference=BackorderPreference(preference), workflow_id=q2c_id(number), note=draft.note,
+    )
+    session.add(order)
+    session.flush()
+    _write_lines(session, order, priced, today)
+    _audit(session, rep, "quote.created", number, channel=draft.channel, amount_total=str(order.amount_total))
+    return order
+
+
+def _same_lines(session: Session, current: list[SalesOrderLine], wanted: tuple[QuoteLineInput, ...]) -> bool:
+    if len(current) != len(wanted):
+        return False
+    skus = dict(session.execute(
+        select(Product.id, Product.sku).where(Product.id.in_([line.product_id for line in current]))
+    ).all())
+    for line, want in zip(current, wanted):
+        try:
+            same = (
+                skus[line.product_id] == (want.sku or "").strip()
+                and qty(line.quantity) == qty(want.quantity)
+                and Decimal(str(line.discount_percent)) == Decimal(str(want.discount_percent))
+                and bool(line.drop_ship) == bool(want.drop_ship)
+                and (money(line.unit_price) if line.manual_price else None)
+                == (None if want.unit_price is None else Decimal(str(want.unit_price)))
+            )
+        except Exception:  # unparsable input is certainly a change; the pricing step names the field
+            return False
+        if not same:
+            return False
+    return True
+
+
+def edit_quote(session: Session, number: str, cmd: EditQuoteCommand, *, today: date) -> SalesOrder:
+    """Apply the rep's edit, reprice every line at today's pricelist and bump the version. Allowed only in draft
+    or changes_requested. An edit that changes nothing (a retried activity) returns the quote as it is."""
+    order = get_order(session, number, lock=True)
+    if order.status not in EDITABLE:
+        raise OrderStateError(order.status, f"quote {number} is {order.status}: only a draft or a quote sent back "
+                                            "for changes can be edited")
+    current = _lines(session, order)
+    customer = session.get(Customer, order.customer_id)
+    ref = None
+    if cmd.customer_ref is not None:
+        ref = cmd.customer_ref.strip() or None
+    order_discount = (Decimal(str(order.order_discount_percent)) if cmd.order_discount_percent is None
+                      else _percent(cmd.order_discount_percent, "order_discount_percent"))
+    preference = _preference(cmd.backorder_preference, "backorder_preference") or order.backorder_preference
+    unchanged = (
+        (cmd.lines is None or _same_lines(session, current, cmd.lines))
+        and order_discount == Decimal(str(order.order_discount_percent))
+        and (cmd.valid_until is None or cmd.valid_until == order.valid_until)
+        and (cmd.customer_ref is None or ref == order.customer_ref)
+        and preference == order.backorder_preference
+    )
+    if unchanged:
+        return order
+    if cmd.expected_version is not None and cmd.expected_version != order.version:
+        raise StaleVersion(order.status, f"quote {number} was changed meanwhile (now version {order.version}, "
+                                         f"your edit was of version {cmd.expected_version}): reload and edit again")
+    if cmd.valid_until is not None:
+        if cmd.valid_until < today:
+            raise OrderInputError("valid_until", "cannot be in the past")
+        order.valid_until = cmd.valid_until
+    if cmd.customer_ref is not None:
+        _check_customer_ref(session, customer, ref, own_id=order.id)
+        order.customer_ref = ref
+    if cmd.lines is not None:
+        wanted = tuple(cmd.lines)
+    else:
+        # Keep the lines, reprice them: manual prices stay manual.
+        skus = dict(session.execute(
+            select(Product.id, Product.sku).where(Product.id.in_([line.product_id for line in current]))
+        ).all())
+        wanted = tuple(
+            QuoteLineInput(sku=skus[line.product_id], quantity=qty(line.quantity),
+                           discount_percent=Decimal(str(line.discount_percent)),
+                           unit_price=money(line.unit_price) if line.manual_price else None,
+                           drop_ship=line.drop_ship)
+            for line in current
+        )
+    priced = _price_lines(session, wanted, pricelist_id=order.pricelist_id, order_discount=order_discount,
+                          today=today)
+    order.order_discount_percent = order_discount
+    order.backorder_preference = BackorderPreference(preference)
+    order.version += 1
+    _write_lines(session, order, priced, today)
+    _audit(session, cmd.actor.username, "quote.edited", number, version=order.version,
+           amount_total=str(order.amount_total))
+    return order
+
+
+def _line_states(session: Session, order: SalesOrder) -> tuple[QuoteLineState, ...]:
+    rows = session.execute(
+        select(SalesOrderLine, Product.sku, Product.invoice_policy)
+        .join(Product, Product.id == SalesOrderLine.product_id)
+        .where(SalesOrderLine.order_id == order.id)
+        .order_by(SalesOrderLine.line_no)
+        .execution_options(populate_existing=True)
+    ).all()
+    return tuple(
+        QuoteLineState(
+            line_id=line.id, line_no=line.line_no, product_id=line.product_id, sku=sku, quantity=qty(line.quantity),
+            unit_price=money(line.unit_price), subtotal=money(line.subtotal), drop_ship=line.drop_ship,
+            qty_reserved=qty(line.qty_reserved), qty_delivered=qty(line.qty_delivered),
+            qty_invoiced=qty(line.qty_invoiced), qty_cancelled=qty(line.qty_cancelled),
+            invoice_policy=str(policy.value if hasattr(policy, "value") else policy),
+        )
+        for line, sku, policy in rows
+    )
+
+
+def quote_state(session: Session, number: str) -> QuoteState:
+    order = get_order(session, number)
+    customer = session.get(Customer, order.customer_id)
+    branch = session.scalar(select(Branch.code).where(Branch.id == order.branch_id)) if order.branch_id else ""
+    categories = session.scalars(
+        select(ProductCategory.full_name)
+        .join(Product, Product.category_id == ProductCategory.id)
+        .join(SalesOrderLine, SalesOrderLine.product_id == Product.id)
+        .where(SalesOrderLine.order_id == order.id)
+        .distinct()
+    ).all()
+    return QuoteState(
+        quote_number=order.number, order_id=order.id, customer_id=customer.id, customer_code=customer.code,
+        customer_segment=customer.segment, branch=branch or "", warehouse_id=order.warehouse_id,
+        status=str(order.status), valid_until=order.valid_until,
+        backorder_preference=str(BackorderPreference(order.backorder_preference).value),
+        amount_untaxed=money(order.amount_untaxed), amount_total=money(order.amount_total),
+        discount_percent=Decimal(str(order.discount_percent)), margin_percent=Decimal(str(order.margin_percent)),
+        categories=tuple(sorted(categories)), lines=_line_states(session, order), version=order.version,
+    )
+
+
+def set_status(session: Session, number: str, status: str, *, actor: str, reason: str = "") -> SalesOrder:
+    """Record the status the workflow moved the order to (with an audit event). Setting the status it already
+    has changes nothing; a finished order (done, rejected, expired, cancelled) does not move any more."""
+    try:
+        new = OrderStatus(status)
+    except ValueError:
+        raise OrderInputError("status", f"unknown order status {status!r}") from None
+    order = get_order(session, number, lock=True)
+    old = OrderStatus(order.status)
+    if old == new:
+        return order
+    if old in TERMINAL:
+        raise OrderStateError(old, f"order {number} is {old} and cannot become {new}")
+    now = utcnow()
+    if old == OrderStatus.sent and new in ACCEPTED and order.accepted_at is None:
+        order.accepted_at, order.accepted_by = now, actor
+    if new == OrderStatus.confirmed and order.confirmed_at is None:
+        order.confirmed_at = now
+    if new in TERMINAL:
+        order.closed_at = now
+    if new in (OrderStatus.rejected, OrderStatus.cancelled) and reason:
+        order.cancel_reason = reason[:500]
+    order.status = new
+    session.add(order)
+    _audit(session, actor, "order.status", number, reason, old=str(old), new=str(new))
+    session.flush()
+    return order
+
+
+# ------------------------------------------------------------------------------------------------- credit
+
+
+def posted_receivable(session: Session, customer_id: int) -> Decimal:
+    """Σ(debit − credit) of the customer's lines on receivable accounts: what the ledger says they owe."""
+    row = session.execute(
+        select(func.coalesce(func.sum(JournalLine.debit), 0), func.coalesce(func.sum(JournalLine.credit), 0))
+        .join(Account, Account.id == JournalLine.account_id)
+        .where(JournalLine.customer_id == customer_id, Account.type == AccountType.receivable)
+    ).one()
+    return money(row[0]) - money(row[1])
+
+
+def credit_check(session: Session, number: str) -> CreditCheckResult:
+    """ERPNext's blocking exposure (erp-anchors b5): posted receivable + other accepted orders not yet invoiced
+    + this order (less what of it is invoiced already: that part is in the receivable)."""
+    order = get_order(session, number)
+    customer = session.get(Customer, order.customer_id)
+    others = session.execute(
+        select(SalesOrder.amount_total, SalesOrder.amount_invoiced).where(
+            SalesOrder.customer_id == customer.id, SalesOrder.id != order.id, SalesOrder.status.in_(OPEN_EXPOSURE)
+        )
+    ).all()
+    uninvoiced = sum((rules.uninvoiced_amount(money(t), money(i)) for t, i in others), ZERO)
+    this_order = rules.uninvoiced_amount(money(order.amount_total), money(order.amount_invoiced))
+    posted = posted_receivable(session, customer.id)
+    decision = rules.credit_check(posted_receivable=posted, uninvoiced_orders=uninvoiced, this_order=this_order,
+                                  limit=money(customer.credit_limit))
+    return CreditCheckResult(customer_id=customer.id, posted_receivable=posted, uninvoiced_orders=uninvoiced,
+                             this_order=this_order, exposure=decision.exposure, limit=decision.limit,
+                             over_limit=decision.over_limit)
+
+
+# ------------------------------------------------------------------------------------------------- stock
+
+
+def demand_key(number: str, line_no: int) -> str:
+    return f"{number}/L{line_no}"
+
+
+def _outstanding(line: SalesOrderLine) -> Decimal:
+    return qty(line.quantity) - qty(line.qty_delivered) - qty(line.qty_cancelled)
+
+
+def _held(session: Session, key: str) -> Decimal:
+    held = session.scalar(select(ReservationDemand.reserved).where(ReservationDemand.demand_key == key)
+                          .execution_options(populate_existing=True))
+    return qty(held) if held is not None else ZERO
+
+
+def reserve_order(session: Session, number: str) -> ReserveOrderResult:
+    """Reserve every stock line's outstanding quantity (ordered − delivered − cancelled) in the order's warehouse;
+    a repeat tops up from stock that arrived meanwhile and never reserves twice (demand key per line)."""
+    order = get_order(session, number, lock=True)
+    if order.status in TERMINAL:
+        raise OrderStateError(order.status, f"order {number} is {order.status}: nothing to reserve")
+    shortfall = ZERO
+    for line in _lines(session, order):
+        if line.drop_ship:
+            continue
+        want = _outstanding(line)
+        if want > 0:
+            result = inventory.reserve(session, demand_key=demand_key(number, line.line_no),
+                                       product_id=line.product_id, warehouse_id=order.warehouse_id, quantity=want)
+            line.qty_reserved = result.reserved
+            # Not result.shortfall: the demand remembers the largest quantity ever requested, which still
+            # counts units delivered since; what is short now is the outstanding quantity less what is held.
+            shortfall += max(want - result.reserved, ZERO)
+        else:
+            line.qty_reserved = ZERO
+        session.add(line)
+    session.flush()
+    lines = _line_states(session, order)
+    return ReserveOrderResult(lines=lines, fully_reserved=shortfall == 0, shortfall=shortfall)
+
+
+def _shipment_state(session: Session, shipment: Shipment, number: str) -> ShipmentState:
+    rows = session.execute(
+        select(ShipmentLine, Product.sku)
+        .join(Product, Product.id == ShipmentLine.product_id)
+        .where(ShipmentLine.shipment_id == shipment.id)
+        .order_by(ShipmentLine.id)
+    ).all()
+    return ShipmentState(
+        shipment_number=shipment.number, quote_number=number, seq=shipment.seq, status=str(shipment.status),
+        promised_date=shipment.promised_date, drop_ship=shipment.drop_ship,
+        lines=tuple(ShipmentLineState(sl.order_line_id, sl.product_id, sku, qty(sl.quantity)) for sl, sku in rows),
+    )
+
+
+def _in_open_shipments(session: Session, order: SalesOrder) -> dict[int, Decimal]:
+    rows = session.execute(
+        select(ShipmentLine.order_line_id, func.sum(ShipmentLine.quantity))
+        .join(Shipment, Shipment.id == ShipmentLine.shipment_id)
+        .where(Shipment.order_id == order.id, Shipment.status.in_(OPEN_SHIPMENT))
+        .group_by(ShipmentLine.order_line_id)
+    ).all()
+    return {line_id: qty(total) for line_id, total in rows}
+
+
+def shipment_number(number: str, seq: int) -> str:
+    return f"SHP-{number}-{seq}"
+
+
+def create_shipment(session: Session, number: str, seq: int, *, today: date) -> ShipmentState | None:
+    """Shipment `seq` of the order: everything reserved and not yet in an open shipment. When no stock is waiting,
+    the drop-ship lines not yet in a shipment become a drop-ship shipment (the supplier delivers). None when there
+    is nothing to ship. Idempotent by (order, seq): a repeat returns the shipment made the first time."""
+    order = get_order(session, number, lock=True)
+    existing = session.scalars(select(Shipment).where(Shipment.order_id == order.id, Shipment.seq == seq)).first()
+    if existing is not None:
+        return _shipment_state(session, existing, number)
+    if order.status in TERMINAL:
+        raise OrderStateError(order.status, f"order {number} is {order.status}: nothing may ship")
+    if seq < 1:
+        raise OrderInputError("seq", "shipment sequence numbers start at 1")
+    lines = _lines(session, order)
+    pending = _in_open_shipments(session, order)
+    picks: list[tuple[SalesOrderLine, Decimal]] = []
+    for line in lines:
+        if line.drop_ship:
+            continue
+        free = _held(session, demand_key(number, line.line_no)) - pending.get(line.id, ZERO)
+        if free > 0:
+            picks.append((line, free))
+    drop_ship = False
+    if not picks:
+        for line in lines:
+            if line.drop_ship:
+                free = _outstanding(line) - pending.get(line.id, ZERO)
+                if free > 0:
+                    picks.append((line, free))
+        drop_ship = bool(picks)
+    if not picks:
+        return None
+    dates = [line.promised_date for line, _ in picks if line.promised_date is not None]
+    shipment = Shipment(number=shipment_number(number, seq), order_id=order.id, seq=seq, drop_ship=drop_ship,
+                        promised_date=min(dates) if dates else order.promised_date or today)
+    session.add(shipment)
+    session.flush()
+    session.add_all(ShipmentLine(shipment_id=shipment.id, order_line_id=line.id, product_id=line.product_id,
+                                 quantity=amount) for line, amount in picks)
+    session.flush()
+    return _shipment_state(session, shipment, number)
+
+
+def _location_ids(session: Session, warehouse_id: int) -> tuple[int, int]:
+    """(the warehouse's main stock location, the customers' location)."""
+    stock = session.scalars(
+        select(Location.id)
+        .where(Location.warehouse_id == warehouse_id, Location.usage == LocationUsage.internal)
+        .order_by(func.length(Location.path), Location.id)
+    ).first()
+    customers = session.scalars(
+        select(Location.id).where(Location.usage == LocationUsage.customer).order_by(Location.id)
+    ).first()
+    if stock is None or customers is None:
+        raise inventory.StockError("the warehouse has no stock location or there is no customer location")
+    return stock, customers
+
+
+def record_shipment_step(
+    session: Session, shipment_number: str, step: str, *, actor: str, tracking_ref: str = ""
+) -> ShipmentState:
+    """Record picked, packed, shipped, in that order. Shipping posts the stock moves (stock → customers,
+    consuming the line's reservation; Dr stock output / Cr stock valuation) and raises qty_delivered.
+    Repeating a step already done returns the shipment unchanged."""
+    try:
+        wanted = ShipmentStatus(step)
+    except ValueError:
+        wanted = None
+    if wanted not in SHIPMENT_STEPS:
+        raise OrderInputError("step", f"unknown step {step!r}; use picked, packed or shipped")
+    shipment = session.execute(
+        select(Shipment).where(Shipment.number == shipment_number).with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if shipment is None:
+        raise OrderInputError("shipment_number", f"no shipment {shipment_number!r}")
+    order = session.get(SalesOrder, shipment.order_id)
+    if shipment.status == ShipmentStatus.cancelled:
+        raise OrderStateError(order.status, f"shipment {shipment_number} was cancelled")
+    done = SHIPMENT_STEPS.index(shipment.status) if shipment.status in SHIPMENT_STEPS else -1
+    target = SHIPMENT_STEPS.index(wanted)
+    if target <= done:
+        return _shipment_state(session, shipment, order.number)
+    if target > done + 1:
+        raise OrderStateError(order.status, f"shipment {shipment_number} must be {SHIPMENT_STEPS[done + 1]} "
+                                            f"before it can be {wanted}")
+    now = utcnow()
+    if wanted == ShipmentStatus.picked:
+        shipment.picked_at = now
+    elif wanted == ShipmentStatus.packed:
+        shipment.packed_at = now
+    else:
+        _ship(session, shipment, order, now.date())
+        shipment.shipped_at, shipment.shipped_by = now, actor
+        if tracking_ref:
+            shipment.tracking_ref = tracking_ref[:60]
+    shipment.status = wanted
+    session.add(shipment)
+    _audit(session, actor, f"shipment.{wanted}", order.number, shipment=shipment_number)
+    session.flush()
+    return _shipment_state(session, shipment, order.number)
+
+
+def _ship(session: Session, shipment: Shipment, order: SalesOrder, today: date) -> None:
+    stock_id, customers_id = (None, None) if shipment.drop_ship else _location_ids(session, order.warehouse_id)
+    for sl in session.scalars(select(ShipmentLine).where(ShipmentLine.shipment_id == shipment.id)).all():
+        line = session.get(SalesOrderLine, sl.order_line_id)
+        if not shipment.drop_ship:
+            moved = inventory.post_move(session, inventory.MoveRequest(
+                key=f"{shipment.number}/{line.id}", product_id=line.product_id, quantity=qty(sl.quantity),
+                source_location_id=stock_id, dest_location_id=customers_id,
+                demand_key=demand_key(order.number, line.line_no), move_date=today, customer_id=order.customer_id,
+            ))
+            sl.move_id = moved.move_id
+            session.add(sl)
+        delivered_before = qty(line.qty_delivered)
+        line.qty_delivered = delivered_before + qty(sl.quantity)
+        line.qty_reserved = _held(session, demand_key(order.number, line.line_no))
+        session.add(line)
+        session.flush()
+        _catch_up_cogs(session, order, line, delivered_before, today, shipment.number)
+
+
+# ------------------------------------------------------------------------------------------------- invoices
+
+
+def _category_account(session: Session, category_id: int | None, attr: str, default: str) -> str:
+    for cid in _category_path(session, category_id):
+        account_id = getattr(session.get(ProductCategory, cid), attr)
+        if account_id is not None:
+            return session.scalar(select(Account.code).where(Account.id == account_id))
+    return default
+
+
+def _delivered_value(session: Session, line: SalesOrderLine) -> tuple[Decimal, Decimal]:
+    """(quantity, value) of the line's delivery moves: what left stock for it, at valuation."""
+    row = session.execute(
+        select(func.coalesce(func.sum(StockMove.quantity), 0), func.coalesce(func.sum(StockMove.value), 0))
+        .join(ShipmentLine, ShipmentLine.move_id == StockMove.id)
+        .where(ShipmentLine.order_line_id == line.id)
+    ).one()
+    return qty(row[0]), money(row[1])
+
+
+def _cost_target(session: Session, line: SalesOrderLine, invoiced: Decimal) -> Decimal:
+    """COGS that belongs to `invoiced` units of the line: the value of the delivered moves for the units both
+    delivered and invoiced (Anglo-Saxon, b10: cost is recognised when revenue is, at what the delivery cost)."""
+    moved_qty, moved_value = _delivered_value(session, line)
+    covered = min(invoiced, moved_qty)
+    if covered <= 0:
+        return ZERO
+    if covered >= moved_qty:
+        return moved_value
+    return money(moved_value * covered / moved_qty)
+
+
+def _recognised_cost(session: Session, line_id: int) -> Decimal:
+    rows = session.execute(
+        select(CustomerInvoice.kind, func.coalesce(func.sum(CustomerInvoiceLine.cost_amount), 0))
+        .join(CustomerInvoice, CustomerInvoice.id == CustomerInvoiceLine.invoice_id)
+        .where(CustomerInvoiceLine.order_line_id == line_id)
+        .group_by(CustomerInvoice.kind)
+    ).all()
+    return sum((money(v) if kind == "invoice" else -money(v) for kind, v in rows), ZERO)
+
+
+def _cogs_lines(session: Session, product: Product, amount: Decimal, customer_id: int) -> list[LineSpec]:
+    if amount == 0:
+        return []
+    cogs = _category_account(session, product.category_id, "expense_account_id", COGS_ACCOUNT)
+    output = _category_account(session, product.category_id, "stock_output_account_id", STOCK_OUTPUT_ACCOUNT)
+    if amount > 0:
+        return [LineSpec(cogs, debit=amount, label=product.sku, customer_id=customer_id),
+                LineSpec(output, credit=amount, label=product.sku, customer_id=customer_id)]
+    return [LineSpec(output, debit=-amount, label=product.sku, customer_id=customer_id),
+            LineSpec(cogs, credit=-amount, label=product.sku, customer_id=customer_id)]
+
+
+def _catch_up_cogs(session: Session, order: SalesOrder, line: SalesOrderLine, delivered_before: Decimal,
+                   today: date, shipment_no: str) -> None:
+    """Units invoiced before they shipped (ordered policy) had no delivery value yet: once they ship, move their
+    cost out of the interim account, and add it to the latest invoice line so recognised cost stays one sum."""
+    if qty(line.qty_invoiced) <= delivered_before:
+        return
+    amount = _cost_target(session, line, qty(line.qty_invoiced)) - _recognised_cost(session, line.id)
+    if amount == 0:
+        return
+    latest = session.execute(
+        select(CustomerInvoiceLine)
+        .join(CustomerInvoice, CustomerInvoice.id == CustomerInvoiceLine.invoice_id)
+        .where(CustomerInvoiceLine.order_line_id == line.id, CustomerInvoice.kind == "invoice")
+        .order_by(CustomerInvoiceLine.id.desc())
+    ).scalars().first()
+    product = session.get(Product, line.product_id)
+    post_entry(session, source_key=f"cogs:{shipment_no}/{line.id}", entry_date=today, journal="stock",
+               memo=f"Cost of {product.sku} invoiced before delivery ({order.number})",
+               lines=_cogs_lines(session, product, amount, order.customer_id))
+    latest.cost_amount = money(latest.cost_amount) + amount
+    session.add(latest)
+    session.flush()
+
+
+def _invoice_state(invoice: CustomerInvoice | None) -> InvoiceState:
+    if invoice is None:
+        return InvoiceState(None, ZERO, None, None)
+    return InvoiceState(invoice.number, money(invoice.amount_total), invoice.due_date, invoice.journal_entry_id)
+
+
+def _net_invoiced(session: Session, line_id: int) -> tuple[Decimal, Decimal]:
+    """(subtotal, tax) invoiced so far on the line, less credit notes."""
+    rows = session.execute(
+        select(CustomerInvoice.kind, func.coalesce(func.sum(CustomerInvoiceLine.subtotal), 0),
+               func.coalesce(func.sum(CustomerInvoiceLine.tax_amount), 0))
+        .join(CustomerInvoice, CustomerInvoice.id == CustomerInvoiceLine.invoice_id)
+        .where(CustomerInvoiceLine.order_line_id == line_id)
+        .group_by(CustomerInvoice.kind)
+    ).all()
+    sub = tax = ZERO
+    for kind, s, t in rows:
+        sign = 1 if kind == "invoice" else -1
+        sub += sign * money(s)
+        tax += sign * money(t)
+    return sub, tax
+
+
+def _piece_amounts(session: Session, order: SalesOrder, line: SalesOrderLine, amount: Decimal,
+                   *, completes: bool) -> tuple[Decimal, Decimal]:
+    """Subtotal and tax of `amount` units of the line; the piece that completes the line takes what is left of
+    the quoted amounts, so the pieces always add up to the quote to the cent."""
+    if completes:
+        sub, tax = _net_invoiced(session, line.id)
+        return money(line.subtotal) - sub, money(line.tax_amount) - tax
+    a = rules.line_amounts(quantity=amount, unit_price=money(line.unit_price), list_price=money(line.list_price),
+                           line_discount_percent=Decimal(str(line.discount_percent)),
+                           order_discount_percent=Decimal(str(order.order_discount_percent)),
+                           tax_rate=Decimal(str(line.tax_rate)), unit_cost=Decimal(str(line.unit_cost)))
+    return a.subtotal, a.tax
+
+
+def _tax_account(session: Session, product: Product) -> str:
+    if product.tax_id is None:
+        return "2200"
+    return session.scalar(select(Account.code).join(Tax, Tax.account_id == Account.id).where(Tax.id == product.tax_id))
+
+
+def invoice_order(session: Session, number: str, key: str, *, today: date) -> InvoiceState:
+    """Invoice what each line's invoice policy allows now (ordered: ordered − cancelled − invoiced; delivered:
+    delivered − invoiced). Journal: Dr receivable (customer) / Cr income, Cr output tax; and Dr COGS / Cr stock
+    output at the delivered moves' value. The same key returns the invoice written the first time."""
+    if not key or len(key) > 80:
+        raise OrderInputError("key", "an invoice key of 1 to 80 characters is required")
+    # Lock the order before looking for the key: two attempts with one key queue here, and the second then
+    # finds the first one's invoice instead of failing on the unique key.
+    order = get_order(session, number, lock=True)
+    existing = session.scalars(select(CustomerInvoice).where(CustomerInvoice.key == key)).first()
+    if existing is not None:
+        return _invoice_state(existing)
+    if order.status not in INVOICEABLE:
+        raise OrderStateError(order.status, f"order {number} is {order.status}: only a confirmed or delivered "
+                                            "order is invoiced")
+    pieces = []
+    for line in _lines(session, order):
+        product = session.get(Product, line.product_id)
+        policy = str(product.invoice_policy.value if hasattr(product.invoice_policy, "value")
+                     else product.invoice_policy)
+        amount = rules.invoiceable_quantity(policy=policy, ordered=qty(line.quantity),
+                                            delivered=qty(line.qty_delivered), invoiced=qty(line.qty_invoiced),
+                                            cancelled=qty(line.qty_cancelled))
+        if amount > 0:
+            completes = qty(line.qty_invoiced) + amount == qty(line.quantity)
+            pieces.append((line, product, amount, *_piece_amounts(session, order, line, amount, completes=completes)))
+    if not pieces:
+        return InvoiceState(None, ZERO, None, None)
+
+    invoice_no = next_number(session, "invoice")
+    untaxed = sum((p[3] for p in pieces), ZERO)
+    tax = sum((p[4] for p in pieces), ZERO)
+    invoice = CustomerInvoice(key=key, number=invoice_no, kind="invoice", order_id=order.id,
+                              customer_id=order.customer_id, invoice_date=today,
+                              due_date=today + timedelta(days=order.payment_term_days), amount_untaxed=untaxed,
+                              amount_tax=tax, amount_total=untaxed + tax, amount_residual=untaxed + tax)
+    session.add(invoice)
+    session.flush()
+    income: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    taxes: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    cogs: list[LineSpec] = []
+    for line, product, amount, sub, tx in pieces:
+        line.qty_invoiced = qty(line.qty_invoiced) + amount
+        session.add(line)
+        cost = _cost_target(session, line, qty(line.qty_invoiced)) - _recognised_cost(session, line.id)
+        session.add(CustomerInvoiceLine(invoice_id=invoice.id, order_line_id=line.id, product_id=product.id,
+                                        quantity=amount, unit_price=money(line.unit_price), subtotal=sub,
+                                        tax_amount=tx, cost_amount=cost))
+        income[_category_account(session, product.category_id, "income_account_id", INCOME_ACCOUNT)] += sub
+        if tx:
+            taxes[_tax_account(session, product)] += tx
+        cogs += _cogs_lines(session, product, cost, order.customer_id)
+    session.flush()
+    entry = post_entry(
+        session, source_key=key, entry_date=today, journal="sales", memo=f"Invoice {invoice_no} for {number}",
+        lines=[
+            LineSpec(RECEIVABLE_ACCOUNT, debit=invoice.amount_total, label=invoice_no, customer_id=order.customer_id),
+            *(LineSpec(code, credit=v, label=invoice_no, customer_id=order.customer_id) for code, v in income.items()),
+            *(LineSpec(code, credit=v, label=invoice_no, customer_id=order.customer_id) for code, v in taxes.items()),
+            *cogs,
+        ],
+    )
+    invoice.journal_entry_id = entry.id
+    order.amount_invoiced = money(order.amount_invoiced) + invoice.amount_total
+    session.add_all([invoice, order])
+    _audit(session, "system", "invoice.posted", number, invoice=invoice_no, amount_total=str(invoice.amount_total))
+    session.flush()
+    return _invoice_state(invoice)
+
+
+# ------------------------------------------------------------------------------------------------- payments
+
+
+def _settle(invoice: CustomerInvoice, amount: Decimal) -> None:
+    invoice.amount_residual = money(invoice.amount_residual) - amount
+    invoice.status = "paid" if invoice.amount_residual == 0 else "partial"
+
+
+def _payment_quotes(session: Session, payment: CustomerPayment) -> list[str]:
+    """Orders whose workflows hear of the payment: the customer's orders on credit hold (the payment may release
+    them) and the orders of the invoices it paid (read back from the entry's lines, labelled by invoice)."""
+    touched = set(session.scalars(
+        select(JournalLine.label).where(JournalLine.entry_id == payment.journal_entry_id, JournalLine.credit > 0)
+    ))
+    numbers = set(session.scalars(
+        select(SalesOrder.number).where(SalesOrder.customer_id == payment.customer_id,
+                                        SalesOrder.status == OrderStatus.credit_hold)
+    ))
+    if touched:
+        numbers |= set(session.scalars(
+            select(SalesOrder.number).join(CustomerInvoice, CustomerInvoice.order_id == SalesOrder.id)
+            .where(CustomerInvoice.number.in_(touched))
+        ))
+    return sorted(numbers)
+
+
+def record_payment(
+    session: Session, *, reference: str, customer_code: str, amount: Decimal, payment_date: date,
+    recorded_by: str, invoice_number: str | None = None,
+) -> tuple[CustomerPayment, list[str]]:
+    """Record money received: Dr bank / Cr receivable (customer), allocated to the named invoice first, then to the
+    oldest open invoices; what is left stays on account (a receivable credit line labelled "unallocated").
+    Idempotent by bank reference: the same reference and amount return the same payment; another amount is
+    refused. Returns the payment and the quote numbers whose workflows to signal."""
+    reference = (reference or "").strip()
+    if not reference or len(reference) > 60:
+        raise OrderInputError("reference", "a bank reference of 1 to 60 characters is required")
+    # An inactive customer may still pay what they owe.
+    customer = _customer(session, customer_code, active_only=False)
+    # One payment of a customer at a time: a repeated import waits here and then finds the first one's row, and
+    # two payments never allocate the same open invoice amount.
+    session.execute(select(Customer.id).where(Customer.id == customer.id).with_for_update())
+    try:
+        amount = Decimal(str(amount))
+    except Exception:
+        raise OrderInputError("amount", "must be a number") from None
+    if not amount.is_finite() or amount <= 0 or money(amount) != amount:
+        raise OrderInputError("amount", "must be positive, in cents")
+    if amount > MAX_AMOUNT:
+        raise OrderInputError("amount", f"must be at most {MAX_AMOUNT:,}")
+    existing = session.scalars(select(CustomerPayment).where(CustomerPayment.reference == reference)).first()
+    if existing is not None:
+        if money(existing.amount) != amount or existing.customer_id != customer.id:
+            raise OrderInputError("reference", f"payment {reference} was already recorded with amount "
+                                               f"{money(existing.amount)} for another booking; check the reference")
+        return existing, _payment_quotes(session, existing)
+
+    named = None
+    if invoice_number:
+        named = session.scalars(select(CustomerInvoice).where(CustomerInvoice.number == invoice_number)).first()
+        if named is None or named.kind != "invoice":
+            raise OrderInputError("invoice_number", f"no invoice {invoice_number!r}")
+        if named.customer_id != customer.id:
+            raise OrderInputError("invoice_number", f"invoice {invoice_number} is not an invoice of {customer.code}")
+    open_invoices = list(session.execute(
+        select(CustomerInvoice)
+        .where(CustomerInvoice.customer_id == customer.id, CustomerInvoice.kind == "invoice",
+               CustomerInvoice.amount_residual > 0)
+        .order_by(CustomerInvoice.invoice_date, CustomerInvoice.id)
+        .with_for_update()
+    ).scalars())
+    if named is not None:
+        open_invoices = [named] + [i for i in open_invoices if i.id != named.id]
+    left = amount
+    allocations: list[tuple[CustomerInvoice, Decimal]] = []
+    for invoice in open_invoices:
+        if left <= 0:
+            break
+        part = min(left, money(invoice.amount_residual))
+        if part > 0:
+            allocations.append((invoice, part))
+            left -= part
+    payment = CustomerPayment(reference=reference, customer_id=customer.id, amount=amount, payment_date=payment_date,
+                              recorded_by=recorded_by, invoice_id=allocations[0][0].id if allocations else None)
+    session.add(payment)
+    session.flush()
+    credit_lines = [LineSpec(RECEIVABLE_ACCOUNT, credit=part, label=inv.number, customer_id=customer.id)
+                    for inv, part in allocations]
+    if left > 0:
+        credit_lines.append(LineSpec(RECEIVABLE_ACCOUNT, credit=left, label=UNALLOCATED, customer_id=customer.id))
+    entry = post_entry(session, source_key=f"payment:{reference}", entry_date=payment_date, journal="bank",
+                       memo=f"Payment {reference} from {customer.code}",
+                       lines=[LineSpec(BANK_ACCOUNT, debit=amount, label=reference, customer_id=customer.id),
+                              *credit_lines])
+    payment.journal_entry_id = entry.id
+    session.add(payment)
+    for invoice, part in allocations:
+        _settle(invoice, part)
+        order = session.get(SalesOrder, invoice.order_id)
+        order.amount_paid = money(order.amount_paid) + part
+        session.add_all([invoice, order])
+    session.flush()
+    return payment, _payment_quotes(session, payment)
+
+
+def order_balance(session: Session, number: str) -> OrderBalance:
+    order = get_order(session, number)
+    lines = _lines(session, order)
+    invoices = session.scalars(select(CustomerInvoice).where(CustomerInvoice.order_id == order.id)).all()
+    due = sum((money(i.amount_residual) * (1 if i.kind == "invoice" else -1) for i in invoices), ZERO)
+    open_dates = [i.due_date for i in invoices if i.kind == "invoice" and money(i.amount_residual) > 0]
+    return OrderBalance(
+        quote_number=number,
+        fully_delivered=all(_outstanding(line) <= 0 for line in lines),
+        fully_invoiced=all(qty(line.qty_invoiced) >= qty(line.quantity) - qty(line.qty_cancelled) for line in lines),
+        amount_invoiced=money(order.amount_invoiced),
+        amount_paid=money(order.amount_paid),
+        amount_due=max(due, ZERO),
+        next_due_date=min(open_dates) if open_dates else None,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- cancel
+
+
+def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine], today: date
+                 ) -> CustomerInvoice | None:
+    """Credit what was invoiced and never delivered (ordered-policy lines invoiced ahead of shipping)."""
+    key = f"{order.number}/cancel/credit"
+    existing = session.scalars(select(CustomerInvoice).where(CustomerInvoice.key == key)).first()
+    if existing is not None:
+        return existing
+    pieces = []
+    for line in lines:
+        over = qty(line.qty_invoiced) - qty(line.qty_delivered)
+        if over <= 0:
+            continue
+        if qty(line.qty_delivered) == 0:
+            sub, tax = _net_invoiced(session, line.id)  # all of it: credit exactly what was invoiced
+        else:
+            sub, tax = _piece_amounts(session, order, line, over, completes=False)
+        pieces.append((line, session.get(Product, line.product_id), over, sub, tax))
+    if not pieces:
+        return None
+    number = next_number(session, "credit_note")
+    untaxed = sum((p[3] for p in pieces), ZERO)
+    tax = sum((p[4] for p in pieces), ZERO)
+    note = CustomerInvoice(key=key, number=number, kind="credit_note", order_id=order.id,
+                           customer_id=order.customer_id, invoice_date=today, due_date=today,
+                           amount_untaxed=untaxed, amount_tax=tax, amount_total=untaxed + tax,
+                           amount_residual=untaxed + tax)
+    session.add(note)
+    session.flush()
+    income: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    taxes: dict[str, Decimal] = defaultdict(lambda: ZERO)
+    for line, product, amount, sub, tx in pieces:
+        session.add(CustomerInvoiceLine(invoice_id=note.id, order_line_id=line.id, product_id=product.id,
+                                        quantity=amount, unit_price=money(line.unit_price), subtotal=sub,
+                                        tax_amount=tx, cost_amount=ZERO))
+        line.qty_invoiced = qty(line.qty_invoiced) - amount
+        session.add(line)
+        income[_category_account(session, product.category_id, "income_account_id", INCOME_ACCOUNT)] += sub
+        if tx:
+            taxes[_tax_account(session, product)] += tx
+    session.flush()
+    entry = post_entry(
+        session, source_key=key, entry_date=today, journal="sales",
+        memo=f"Credit note {number} for cancelled {order.number}",
+        lines=[
+            *(LineSpec(code, debit=v, label=number, customer_id=order.customer_id) for code, v in income.items()),
+            *(LineSpec(code, debit=v, label=number, customer_id=order.customer_id) for code, v in taxes.items()),
+            LineSpec(RECEIVABLE_ACCOUNT, credit=note.amount_total, label=number, customer_id=order.customer_id),
+        ],
+    )
+    note.journal_entry_id = entry.id
+    order.amount_invoiced = money(order.amount_invoiced) - note.amount_total
+    # Offset the credit against the order's unpaid invoices; what remains is owed back to the customer.
+    for invoice in session.scalars(
+        select(CustomerInvoice)
+        .where(CustomerInvoice.order_id == order.id, CustomerInvoice.kind == "invoice",
+               CustomerInvoice.amount_residual > 0)
+        .order_by(CustomerInvoice.id)
+    ).all():
+        part = min(money(note.amount_residual), money(invoice.amount_residual))
+        if part <= 0:
+            break
+        _settle(invoice, part)
+        _settle(note, part)
+        session.add(invoice)
+    session.add_all([note, order])
+    session.flush()
+    return note
+
+
+def cancel_order(session: Session, number: str, *, actor: str, reason: str, today: date) -> CancelOrderResult:
+    """Cancel with compensation: release the reservations, cancel open shipments and every unshipped quantity,
+    and credit what was invoiced but never delivered. What shipped stays delivered (a return may be offered for
+    it). A second call changes nothing and returns the first call's result."""
+    order = get_order(session, number, lock=True)
+    if order.status == OrderStatus.cancelled:
+        event = session.scalars(
+            select(AuditEvent).where(AuditEvent.entity_kind == "sales_order", AuditEvent.entity_id == number,
+                                     AuditEvent.action == "order.cancelled").order_by(AuditEvent.id.desc())
+        ).first()
+        data = event.data if event is not None else {}
+        return CancelOrderResult(
+            released=Decimal(data.get("released", "0")),
+            backorders_cancelled=Decimal(data.get("backorders_cancelled", "0")),
+            credit_note_number=data.get("credit_note_number"),
+            credit_note_amount=Decimal(data.get("credit_note_amount", "0")),
+            shipped_returnable=Decimal(data.get("shipped_returnable", "0")),
+        )
+    if order.status in TERMINAL:
+        raise OrderStateError(order.status, f"order {number} is {order.status} and cannot be cancelled")
+    for shipment in session.scalars(
+        select(Shipment).where(Shipment.order_id == order.id, Shipment.status.in_(OPEN_SHIPMENT))
+    ).all():
+        shipment.status = ShipmentStatus.cancelled
+        session.add(shipment)
+    lines = _lines(session, order)
+    released = cancelled = shipped = ZERO
+    for line in lines:
+        released += inventory.release(session, demand_key=demand_key(number, line.line_no))
+        rest = _outstanding(line)
+        if rest > 0:
+            line.qty_cancelled = qty(line.qty_cancelled) + rest
+            cancelled += rest
+        line.qty_reserved = ZERO
+        if not line.drop_ship:
+            shipped += qty(line.qty_delivered)
+        session.add(line)
+    session.flush()
+    note = _credit_note(session, order, lines, today)
+    result = CancelOrderResult(
+        released=released, backorders_cancelled=cancelled,
+        credit_note_number=note.number if note is not None else None,
+        credit_note_amount=money(note.amount_total) if note is not None else ZERO,
+        shipped_returnable=shipped,
+    )
+    old = order.status
+    order.status = OrderStatus.cancelled
+    order.cancel_reason = reason[:500]
+    order.closed_at = utcnow()
+    session.add(order)
+    _audit(session, actor, "order.cancelled", number, reason, old=str(old), released=str(released),
+           backorders_cancelled=str(cancelled), credit_note_number=result.credit_note_number,
+           credit_note_amount=str(result.credit_note_amount), shipped_returnable=str(shipped))
+    session.flush()
+    return result
