@@ -14,7 +14,7 @@ from sqlmodel import Session
 from models import orders
 from models.stock import Quant, ReservationDemand
 from models.sales import SalesOrderLine
-from tests.data.test_orders import TODAY, confirm, line, quote, run
+from tests.data.test_orders import confirm, line, quote, run
 from tests.sales_world import SCARCE, build_sales_world_in
 
 ORDERS = 200
