@@ -18,17 +18,19 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.approvals import ApprovalActivities
     from workflows.approval_rules import ExpiryAction, RequestFacts, RoutedStep, StepSpec, evaluate
     from workflows.contracts import (
         APPROVAL_CHAIN_WORKFLOW,
+        APPROVAL_STATUS_SIGNAL,
         Actor,
         ApprovalChainInput,
         ApprovalOutcome,
         ApprovalResult,
+        ApprovalStatusNotice,
         ChainStatus,
         DecideCommand,
         DecisionRecord,
@@ -187,6 +189,8 @@ class ApprovalChainWorkflow:
                 return result
             self._status = "changes_requested"
             await self._set_request_status("changes_requested")
+            asked = [self._tasks[k].comment for k in keys if self._tasks[k].outcome == CHANGES_REQUESTED]
+            await self._tell_parent("changes_requested", "; ".join(asked))
             await self._notify(
                 f"{self._request.request_key}:changes:{round_no}",
                 f"Changes requested: {self._request.title}",
@@ -207,6 +211,7 @@ class ApprovalChainWorkflow:
                 self._facts = resubmission.facts
             self._status = "pending"
             await self._register()
+            await self._tell_parent("pending", resubmission.comment)
             round_no += 1
 
     async def _await_stage(self, keys: list[str], quorum: int) -> str:
@@ -417,6 +422,20 @@ class ApprovalChainWorkflow:
             ),
             **DB_ACTIVITY,
         )
+
+    async def _tell_parent(self, status: str, comment: str = "") -> None:
+        """A parent process (QuoteToCash) mirrors "changes requested" on its document and lets the requester
+        edit it; it cannot query a child, so the chain signals it. Standalone chains have no parent and issue no
+        command here, so histories recorded before this existed replay unchanged."""
+        parent = workflow.info().parent
+        if parent is None:
+            return
+        try:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(
+                APPROVAL_STATUS_SIGNAL, ApprovalStatusNotice(self._request.request_key, status, comment)
+            )
+        except FailureError:
+            pass  # the parent closed meanwhile: nobody is left to tell, and the chain goes on regardless
 
     async def _set_request_status(self, status: str) -> None:
         await workflow.execute_activity_method(

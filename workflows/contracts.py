@@ -226,6 +226,20 @@ class ChainStatus:
     decisions: tuple[DecisionRecord, ...]
 
 
+@dataclass(frozen=True)
+class ApprovalStatusNotice:
+    """Signal `approval_status` from a child ApprovalChain to its parent process when the request changes hands:
+    "changes_requested" (back to the requester, who may now edit the document) and "pending" (resubmitted).
+    A workflow cannot query its child, so the chain tells it."""
+
+    request_key: str
+    status: str
+    comment: str = ""
+
+
+APPROVAL_STATUS_SIGNAL = "approval_status"
+
+
 # Activity payloads of the approval chain
 
 
