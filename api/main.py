@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 import config
-from api import auth, health, inbox, inbox_pages, pages, policies, policy_pages, substitutions
+from api import auth, health, inbox, inbox_pages, order_pages, pages, policies, policy_pages, quotes, substitutions
 from api.errors import install_error_handlers
 from api.routes import ROUTERS
 from config import Settings
@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(policy_pages.router)
     app.include_router(substitutions.router, prefix="/api/v1")
     app.include_router(substitutions.pages)
+    app.include_router(quotes.router)  # carries /api/v1 itself
+    app.include_router(order_pages.router)
     install_error_handlers(app)
     return app
 
