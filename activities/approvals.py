@@ -4,7 +4,7 @@ idempotent: tasks by task key and version, messages by message key, the request 
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -13,10 +13,10 @@ from models.approval_policies import body_from_json, policy_in_force
 from models.approvals import (
     ApprovalRequest,
     HumanTask,
-    HumanTaskCandidate,
     OutboxMessage,
     RequestStatus,
     Substitution,
+    replace_candidates,
 )
 from models.common import utcnow
 from models.db import transaction
@@ -129,13 +129,8 @@ class ApprovalActivities:
             row.candidate_users = list(t.candidate_users)
             session.add(row)
             session.flush()
-            session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == row.id))
-            names = {("group", g) for g in t.candidate_groups} | {("user", u) for u in t.candidate_users}
-            if t.assignee:
-                names.add(("user", t.assignee))
-            if t.owner:
-                names.add(("user", t.owner))
-            session.add_all(HumanTaskCandidate(task_id=row.id, kind=k, name=n) for k, n in sorted(names))
+            # Names and the copied status, from the row just written: the inbox's open views read only these.
+            replace_candidates(session, row)
             session.add(AuditEvent(actor=request.actor, acting_for=request.acting_for, action=f"task.{request.action}",
                                    entity_kind="human_task", entity_id=t.task_key, reason=request.reason[:500],
                                    data={"version": t.version, "status": t.status, "outcome": t.outcome,

@@ -7,8 +7,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, delete, insert, text
+from sqlmodel import Field, Session, SQLModel
 
 from models.common import MONEY, utcnow
 
@@ -79,6 +79,8 @@ class TaskStatus(StrEnum):
 
 
 OPEN_TASK_STATUSES = (TaskStatus.ready, TaskStatus.reserved)
+# The same as SQL, for the partial index of open tasks (SQLite and PostgreSQL spell it alike).
+_OPEN_TASKS_SQL = text("status IN ('ready', 'reserved')")
 
 
 class TaskOutcome(StrEnum):
@@ -98,9 +100,16 @@ class HumanTask(SQLModel, table=True):
     this row idempotently (task_key; a change applies only if its version is newer)."""
 
     __tablename__ = "human_task"
+    # Each inbox view reads its own index (models/inbox.py; plans and figures: bench/inbox.py): "my tasks" by
+    # assignee, "delegated by me" by owner, "completed by me" by completer in completion order, and the open views
+    # by the partial index of open tasks (a few percent of the table, in deadline order), never the closed history.
     __table_args__ = (
         Index("ix_human_task_status_due", "status", "due_at"),
         Index("ix_human_task_assignee_status", "assignee", "status"),
+        Index("ix_human_task_owner_status", "owner", "status"),
+        Index("ix_human_task_completed_by", "completed_by", "completed_at", "id"),
+        Index("ix_human_task_open", "status", "due_at", "id", sqlite_where=_OPEN_TASKS_SQL,
+              postgresql_where=_OPEN_TASKS_SQL),
     )
     id: int | None = Field(default=None, primary_key=True)
     task_key: str = Field(max_length=160, unique=True)
@@ -139,13 +148,39 @@ class HumanTask(SQLModel, table=True):
 
 
 class HumanTaskCandidate(SQLModel, table=True):
-    """Who may pick a task up, one row per group or user, so "tasks of my groups" is an indexed join."""
+    """Who may pick a task up, one row per group or user, so "tasks of my groups" is an indexed join.
+
+    `status` is a copy of the task's status, so "my open tasks" is one range of the index below (the viewer's
+    open candidate rows) instead of a candidate probe for every open task in the table. Only
+    `replace_candidates` writes these rows, always from the task row itself, so the copy cannot drift."""
 
     __tablename__ = "human_task_candidate"
-    __table_args__ = (Index("ix_task_candidate_lookup", "kind", "name", "task_id"),)
+    __table_args__ = (Index("ix_task_candidate_lookup", "kind", "name", "status", "task_id"),)
     task_id: int = Field(foreign_key="human_task.id", primary_key=True)
     kind: str = Field(max_length=5, primary_key=True)  # "group" or "user"
     name: str = Field(max_length=60, primary_key=True)
+    status: TaskStatus
+
+
+def candidate_names(task: HumanTask) -> set[tuple[str, str]]:
+    """Who sees a task: its candidate groups and users, its assignee and its owner (a delegating owner stays
+    accountable and keeps it in view)."""
+    names = {("group", g) for g in task.candidate_groups or ()} | {("user", u) for u in task.candidate_users or ()}
+    names |= {("user", n) for n in (task.assignee, task.owner) if n}
+    return names
+
+
+def replace_candidates(session: Session, task: HumanTask) -> None:
+    """Rewrite the candidate rows of a flushed task from the task as it now stands (names and status); flushes.
+
+    Every change of a task goes through here (activities/approvals.py save_task), in the transaction that writes
+    the task, so the copied status follows the task on claim, release, delegation, decision, expiry and cancel."""
+    if task.id is None:
+        session.flush()
+    session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == task.id))
+    rows = [{"task_id": task.id, "kind": k, "name": n, "status": task.status} for k, n in sorted(candidate_names(task))]
+    if rows:
+        session.execute(insert(HumanTaskCandidate), rows)
 
 
 class Substitution(SQLModel, table=True):

@@ -28,7 +28,7 @@ from api import inbox_pages
 from api.deps import token_sha256
 from api.main import create_app
 from config import Settings
-from models.approvals import ApprovalRequest, HumanTask, HumanTaskCandidate, SavedView
+from models.approvals import ApprovalRequest, HumanTask, SavedView, replace_candidates
 from models.records import AuditEvent
 from models.users import ApiToken, User, hash_password
 from tests.approval_world import publish_policy, two_step_quote_policy
@@ -171,9 +171,7 @@ def put_task(session: Session, key: str, *, status: str = "ready", groups=("sale
     )
     session.add(row)
     session.flush()
-    names = {("group", g) for g in groups} | {("user", u) for u in users}
-    names |= {("user", n) for n in (assignee, owner) if n}
-    session.add_all(HumanTaskCandidate(task_id=row.id, kind=k, name=n) for k, n in sorted(names))
+    replace_candidates(session, row)
     return row
 
 
