@@ -120,6 +120,9 @@ class ApprovalChainWorkflow:
         self._facts: RequestFacts = request.facts
         self._policy: PinnedPolicy | None = None
         self._tasks: dict[str, _Task] = {}
+        # Tasks whose inbox row is being written: an approver may see the row (and act) a moment before the
+        # activity's completion reaches this workflow. Their updates are accepted and wait for the task.
+        self._opening: set[str] = set()
         self._decisions: list[DecisionRecord] = []
         self._approvers: set[str] = set()  # who approved in this chain, for segregation of duties
         self._status = "pending"
@@ -273,9 +276,11 @@ class ApprovalChainWorkflow:
         why = f"policy {self._policy.kind} v{self._policy.version}, rule {', '.join(routed.rule_ids)}"
         if resolved.substitutes:
             why += f"; substitutes for people away: {', '.join(resolved.substitutes)}"
+        self._opening.add(key)
         await self._save(task, "created", "system", reason=why)
         # Known to updates and queries only once its inbox row exists: nobody can act on a task they cannot see.
         self._tasks[key] = task
+        self._opening.discard(key)
         await self._notify(
             f"{key}:created",
             f"Approval needed: {self._request.title}",
@@ -477,6 +482,12 @@ class ApprovalChainWorkflow:
 
     # ------------------------------------------------------------------------------------- checks
 
+    async def _task_known(self, task_key: str) -> None:
+        # Only a task being opened is waited for (never the case in histories written before this existed, whose
+        # validators refused such updates), so replay of older histories issues the same commands.
+        if task_key in self._opening:
+            await workflow.wait_condition(lambda: task_key not in self._opening)
+
     def _open(self, task_key: str, expected_version: int | None) -> _Task:
         task = self._tasks.get(task_key)
         if task is None:
@@ -587,6 +598,7 @@ class ApprovalChainWorkflow:
 
     @workflow.update
     async def claim(self, cmd: TaskCommand) -> TaskView:
+        await self._task_known(cmd.task_key)
         task = self._check_claim(cmd)
         if task.status == RESERVED:
             return self._view(task)  # claiming again what one holds changes nothing
@@ -597,10 +609,12 @@ class ApprovalChainWorkflow:
 
     @claim.validator
     def validate_claim(self, cmd: TaskCommand) -> None:
-        self._check_claim(cmd)
+        if cmd.task_key not in self._opening:  # else the handler waits for the task, then checks
+            self._check_claim(cmd)
 
     @workflow.update
     async def release(self, cmd: TaskCommand) -> TaskView:
+        await self._task_known(cmd.task_key)
         task = self._check_release(cmd)
         task.status, task.assignee = READY, None
         task.version += 1
@@ -609,10 +623,12 @@ class ApprovalChainWorkflow:
 
     @release.validator
     def validate_release(self, cmd: TaskCommand) -> None:
-        self._check_release(cmd)
+        if cmd.task_key not in self._opening:  # else the handler waits for the task, then checks
+            self._check_release(cmd)
 
     @workflow.update
     async def delegate(self, cmd: DelegateCommand) -> TaskView:
+        await self._task_known(cmd.task_key)
         task = self._check_delegate(cmd)
         task.owner = task.owner or task.assignee or cmd.actor.username
         task.status, task.assignee, task.delegation_state = RESERVED, cmd.to_user, "pending"
@@ -629,10 +645,12 @@ class ApprovalChainWorkflow:
 
     @delegate.validator
     def validate_delegate(self, cmd: DelegateCommand) -> None:
-        self._check_delegate(cmd)
+        if cmd.task_key not in self._opening:  # else the handler waits for the task, then checks
+            self._check_delegate(cmd)
 
     @workflow.update
     async def resolve(self, cmd: TaskCommand) -> TaskView:
+        await self._task_known(cmd.task_key)
         task = self._check_resolve(cmd)
         task.assignee, task.delegation_state = task.owner, "resolved"
         task.version += 1
@@ -641,10 +659,12 @@ class ApprovalChainWorkflow:
 
     @resolve.validator
     def validate_resolve(self, cmd: TaskCommand) -> None:
-        self._check_resolve(cmd)
+        if cmd.task_key not in self._opening:  # else the handler waits for the task, then checks
+            self._check_resolve(cmd)
 
     @workflow.update
     async def forward(self, cmd: ForwardCommand) -> TaskView:
+        await self._task_known(cmd.task_key)
         task = self._check_forward(cmd)
         task.candidate_groups, task.candidate_users = tuple(cmd.to_groups), tuple(cmd.to_users)
         task.status, task.assignee, task.owner, task.delegation_state = READY, None, None, "none"
@@ -664,10 +684,12 @@ class ApprovalChainWorkflow:
 
     @forward.validator
     def validate_forward(self, cmd: ForwardCommand) -> None:
-        self._check_forward(cmd)
+        if cmd.task_key not in self._opening:  # else the handler waits for the task, then checks
+            self._check_forward(cmd)
 
     @workflow.update
     async def decide(self, cmd: DecideCommand) -> TaskView:
+        await self._task_known(cmd.task_key)
         task = self._check_decide(cmd)
         actor = cmd.actor.username
         acting_for = task.owner if task.delegation_state == "pending" and task.owner != actor else None
@@ -691,7 +713,8 @@ class ApprovalChainWorkflow:
 
     @decide.validator
     def validate_decide(self, cmd: DecideCommand) -> None:
-        self._check_decide(cmd)
+        if cmd.task_key not in self._opening:  # else the handler waits for the task, then checks
+            self._check_decide(cmd)
 
     @workflow.update
     async def resubmit(self, cmd: ResubmitCommand) -> str:

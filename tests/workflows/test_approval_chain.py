@@ -371,3 +371,23 @@ async def test_temporal_cancellation_closes_open_tasks_before_the_chain_stops(te
     assert row(people_engine, task).status == "cancelled"
     with Session(people_engine) as s:
         assert s.scalars(select(ApprovalRequest.status)).one() == "cancelled"
+
+
+async def test_an_approver_acting_as_soon_as_the_inbox_row_appears_is_not_refused(temporal_env, worker,
+                                                                                people_engine):
+    # The row is written by an activity a moment before the workflow hears back; the inbox (and a bulk or API
+    # client polling it) can show the task in that gap. Acting then must work, not answer "not part of this".
+    with Session(people_engine) as s, s.begin():
+        publish_policy(s, two_step_quote_policy())
+    handle = await start_chain(temporal_env.client, worker)
+    key = None
+    async with asyncio.timeout(10):
+        while key is None:
+            with Session(people_engine) as s:
+                key = s.scalars(select(HumanTask.task_key).where(HumanTask.request_key.is_not(None))
+                                .order_by(HumanTask.id.desc())).first()
+            if key is None:
+                await asyncio.sleep(0.002)
+    claimed = await handle.execute_update(ApprovalChainWorkflow.claim, TaskCommand(key, actor("mia.manager")))
+    assert (claimed.task_key, claimed.status, claimed.assignee) == (key, "reserved", "mia.manager")
+    await handle.signal(ApprovalChainWorkflow.cancel, "test over")
