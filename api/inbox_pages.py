@@ -27,6 +27,7 @@ from api.deps import CsrfProtected, PageUser, SessionDep, SettingsDep, csrf_toke
 from api.health import get_temporal_client
 from api.pages import DEFAULT_PER_PAGE, PER_PAGE_CHOICES, Listing
 from models import inbox
+from models import order_views
 from models.approvals import HumanTask
 from models.users import Group, User
 from ui import TEMPLATES, flash, humanize
@@ -356,8 +357,26 @@ def inbox_task(task_key: str, request: Request, session: SessionDep, user: PageU
         "nonce": secrets.token_urlsafe(12),
         "back": safe_next(request.query_params.get("back")) if request.query_params.get("back") else "/inbox",
         "viewer": viewer,
+        "sales_order": _sales_order_panel(session, task),
     }
     return _render(request, session, "inbox/task.html", context)
+
+
+# Document kinds whose document is a sales order: the approver sees the customer's credit exposure as it stands
+# now (the request's details are a snapshot taken when the request was made).
+SALES_ORDER_KINDS = (DocumentKind.quote.value, DocumentKind.credit_hold.value)
+
+
+def _sales_order_panel(session: Session, task: HumanTask) -> dict[str, Any] | None:
+    if task.kind not in SALES_ORDER_KINDS or not task.document_ref:
+        return None
+    order = order_views.find_order(session, task.document_ref)
+    if order is None:
+        return None
+    from models.masterdata import Customer
+
+    customer = session.get(Customer, order.customer_id)
+    return {"order": order, "customer": customer, "credit": order_views.credit_summary(session, order, customer)}
 
 
 # ------------------------------------------------------------------------------------------- form posts

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlmodel import Session
 
+from models import orders
 from models.approvals import HumanTask, TaskStatus
-from models.common import ZERO, AccountType
-from models.ledger import JournalLine
-from models.masterdata import Account, Branch, Customer, PaymentTerm, Product, UnitOfMeasure, Warehouse
+from models.common import ZERO
+from models.masterdata import Branch, Customer, PaymentTerm, Product, UnitOfMeasure, Warehouse
 from models.sales import (
     CustomerInvoice,
     CustomerInvoiceLine,
@@ -319,16 +319,6 @@ def visible_order(session: Session, viewer: OrderViewer, number: str) -> SalesOr
     return order if order is not None and viewer.may_see(order) else None
 
 
-def posted_receivable(session: Session, customer_id: int) -> Decimal:
-    """Σ(debit − credit) on receivable accounts for the customer: what the ledger says they owe."""
-    value = session.scalar(
-        select(func.coalesce(func.sum(JournalLine.debit - JournalLine.credit), 0))
-        .join(Account, Account.id == JournalLine.account_id)
-        .where(Account.type == AccountType.receivable, JournalLine.customer_id == customer_id)
-    )
-    return Decimal(str(value or 0)).quantize(Decimal("0.01"))
-
-
 def credit_summary(session: Session, order: SalesOrder, customer: Customer) -> CreditSummary:
     """The customer's credit exposure as the credit check sees it (ERPNext b5): posted receivables, plus the
     uninvoiced part of their other open orders, plus this order's uninvoiced part while it is live. Display only;
@@ -342,7 +332,7 @@ def credit_summary(session: Session, order: SalesOrder, customer: Customer) -> C
     live = order.status not in (OrderStatus.done.value, OrderStatus.cancelled.value, OrderStatus.rejected.value,
                                 OrderStatus.expired.value)
     this = max(ZERO, order.amount_total - order.amount_invoiced) if live else ZERO
-    posted = posted_receivable(session, customer.id)
+    posted = orders.posted_receivable(session, customer.id)
     exposure = posted + uninvoiced + this
     limit = customer.credit_limit or ZERO
     return CreditSummary(limit=limit, posted_receivable=posted, uninvoiced_orders=uninvoiced, this_order=this,

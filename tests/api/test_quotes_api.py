@@ -422,6 +422,12 @@ async def test_credit_hold_shown_to_controllers_and_released_by_a_payment(live):
     assert task["url"] == f"/inbox/{task['task_key']}" and "credit-controller" in task["candidate_groups"]
     detail = await get_json(carla, f"/api/v1/quotes/{number}")
     assert detail["credit"]["over_limit"] is True and D(detail["credit"]["exposure"]) == D("1071.00")
+    # The controller's task page shows the customer's exposure as it stands, with the way to the order.
+    page = await (await live.browser("carla.credit")).get(task["url"])
+    assert page.status_code == 200
+    panel = page.text.split('id="customer-credit"')[1].split("</section>")[0]
+    for expected in ("Tight Credit KG", "1,000.00", "1,071.00", "Over the limit by", "71.00", f'href="/orders/{number}"'):
+        assert expected in panel, expected
 
     # A payment on account brings the exposure to 571.00: the process releases the hold by itself.
     paid = await fiona.post("/api/v1/payments", json={"reference": "BANK-2", "customer_code": TIGHT_CUSTOMER,
