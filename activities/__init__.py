@@ -35,5 +35,6 @@ def build_activities(engine: Engine, public_url: str = "http://127.0.0.1:8000") 
         sales.invoice_order,
         sales.order_balance,
         sales.cancel_order,
+        sales.cancel_backorder,
         sales.notify_order,
     ]

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 from datetime import date
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from models import inventory, orders
-from models.approvals import OutboxMessage
 from models.common import utcnow
 from models.db import transaction
-from models.masterdata import Customer
-from models.sales import SalesOrder
-from models.users import User
 from workflows.contracts import (
+    CancelBackorderInput,
+    CancelBackorderResult,
     CancelOrderInput,
     CancelOrderResult,
     CreateShipmentInput,
@@ -49,15 +46,8 @@ DUPLICATE_CUSTOMER_REF = "DuplicateCustomerRef"
 INSUFFICIENT_STOCK = "InsufficientStock"
 STOCK_REQUEST_INVALID = "StockRequestInvalid"
 
-# event -> subject template (OrderNotifyInput.event)
-SUBJECTS = {
-    "confirmation": "Order {number} confirmed",
-    "hold": "Order {number} is on credit hold",
-    "shipment": "Order {number}: shipment on its way",
-    "delay": "Order {number}: delivery delayed",
-    "invoice": "Invoice for order {number}",
-    "reminder": "Payment reminder for order {number}",
-}
+# event -> subject template (OrderNotifyInput.event); the notices themselves are written by models/orders.py
+SUBJECTS = orders.NOTICE_SUBJECTS
 
 
 def _today() -> date:
@@ -176,46 +166,22 @@ class SalesActivities:
             raise _refusal(err) from err
 
     @activity.defn
-    def notify_order(self, request: OrderNotifyInput) -> None:
-        """Queue the customer's and the rep's e-mail about an order event in the outbox, one row per recipient
-        (message key `<message_key>:customer` and `<message_key>:<rep>`); a retry adds nothing."""
-        if request.event not in SUBJECTS:
-            raise ApplicationError(f"unknown order event {request.event!r}", "event", type=ORDER_INPUT_INVALID,
-                                   non_retryable=True)
+    def cancel_backorder(self, request: CancelBackorderInput) -> CancelBackorderResult:
         try:
             with transaction(self.engine) as session:
-                order = orders.get_order(session, request.quote_number)
-                customer = session.get(Customer, order.customer_id)
-                rep_email = session.scalar(select(User.email).where(User.username == order.rep, User.active.is_(True)))
-                subject = SUBJECTS[request.event].format(number=order.number)
-                link = f"{self.public_url}/orders/{order.number}"
-                body = _body(order, customer, request)
-                recipients = []
-                if customer.email:
-                    recipients.append((f"{request.message_key}:customer", customer.email, ""))
-                if rep_email:
-                    recipients.append((f"{request.message_key}:{order.rep}", rep_email, link))
-                for key, address, rep_link in recipients:
-                    if session.scalar(select(OutboxMessage.id).where(OutboxMessage.message_key == key)):
-                        continue
-                    session.add(OutboxMessage(message_key=key, recipient=address, subject=subject,
-                                              body=body + (f"\nOpen the order: {rep_link}\n" if rep_link else ""),
-                                              link=rep_link))
+                return orders.cancel_backorder(session, request.quote_number, actor=request.actor, key=request.key,
+                                               today=_today())
         except REFUSALS as err:
             raise _refusal(err) from err
 
-
-def _body(order: SalesOrder, customer: Customer, request: OrderNotifyInput) -> str:
-    lines = [
-        f"Dear {customer.name},",
-        "",
-        f"{SUBJECTS[request.event].format(number=order.number)}.",
-        f"Order total: {order.amount_total} (of which tax {order.amount_tax}).",
-    ]
-    if order.customer_ref:
-        lines.append(f"Your reference: {order.customer_ref}")
-    if order.promised_date and request.event in ("confirmation", "delay", "shipment"):
-        lines.append(f"Promised delivery date: {order.promised_date.isoformat()}")
-    if request.detail:
-        lines += ["", request.detail]
-    return "\n".join(lines) + "\n"
+    @activity.defn
+    def notify_order(self, request: OrderNotifyInput) -> None:
+        """Queue the e-mails about an order event in the outbox (models.orders.queue_order_notice): the customer
+        and the rep (message keys `<message_key>:customer` and `<message_key>:<rep>`), or for a group's event
+        (collections) every member of the group (`<message_key>:<username>`); a retry adds nothing."""
+        try:
+            with transaction(self.engine) as session:
+                orders.queue_order_notice(session, request.quote_number, message_key=request.message_key,
+                                          event=request.event, detail=request.detail, public_url=self.public_url)
+        except REFUSALS as err:
+            raise _refusal(err) from err

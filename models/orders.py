@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from models import inventory
+from models import inventory, outbox
 from models.accounting import LineSpec, post_entry
 from models.common import ZERO, AccountType, BackorderPreference, LocationUsage, money, qty, utcnow
 from models.ledger import JournalLine
@@ -55,8 +55,10 @@ from models.sales import (
     ShipmentLine,
 )
 from models.stock import Quant, ReservationDemand, StockMove
+from models.users import User
 from workflows import rules
 from workflows.contracts import (
+    CancelBackorderResult,
     CancelOrderResult,
     CreditCheckResult,
     EditQuoteCommand,
@@ -584,6 +586,7 @@ def quote_state(session: Session, number: str) -> QuoteState:
         amount_untaxed=money(order.amount_untaxed), amount_total=money(order.amount_total),
         discount_percent=Decimal(str(order.discount_percent)), margin_percent=Decimal(str(order.margin_percent)),
         categories=tuple(sorted(categories)), lines=_line_states(session, order), version=order.version,
+        warehouse_code=session.scalar(select(Warehouse.code).where(Warehouse.id == order.warehouse_id)) or "",
     )
 
 
@@ -1159,19 +1162,23 @@ def order_balance(session: Session, number: str) -> OrderBalance:
 # ------------------------------------------------------------------------------------------------- cancel
 
 
-def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine], today: date
-                 ) -> CustomerInvoice | None:
-    """Credit what was invoiced and never delivered (ordered-policy lines invoiced ahead of shipping)."""
-    key = f"{order.number}/cancel/credit"
+def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine], today: date, *,
+                 key: str | None = None, keep=None, memo: str = "") -> CustomerInvoice | None:
+    """Credit what was invoiced beyond what the line keeps: by default its delivered quantity (a cancelled order
+    keeps only what shipped); `keep(line)` says otherwise (cancel_backorder keeps ordered − cancelled). For
+    ordered-policy lines invoiced ahead of shipping."""
+    key = key or f"{order.number}/cancel/credit"
+    keep = keep or (lambda ln: qty(ln.qty_delivered))
     existing = session.scalars(select(CustomerInvoice).where(CustomerInvoice.key == key)).first()
     if existing is not None:
         return existing
     pieces = []
     for line in lines:
-        over = qty(line.qty_invoiced) - qty(line.qty_delivered)
+        kept = keep(line)
+        over = qty(line.qty_invoiced) - kept
         if over <= 0:
             continue
-        if qty(line.qty_delivered) == 0:
+        if kept == 0:
             sub, tax = _net_invoiced(session, line.id)  # all of it: credit exactly what was invoiced
         else:
             sub, tax = _piece_amounts(session, order, line, over, completes=False)
@@ -1201,7 +1208,7 @@ def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine
     session.flush()
     entry = post_entry(
         session, source_key=key, entry_date=today, journal="sales",
-        memo=f"Credit note {number} for cancelled {order.number}",
+        memo=memo or f"Credit note {number} for cancelled {order.number}",
         lines=[
             *(LineSpec(code, debit=v, label=number, customer_id=order.customer_id) for code, v in income.items()),
             *(LineSpec(code, debit=v, label=number, customer_id=order.customer_id) for code, v in taxes.items()),
@@ -1283,3 +1290,148 @@ def cancel_order(session: Session, number: str, *, actor: str, reason: str, toda
            credit_note_amount=str(result.credit_note_amount), shipped_returnable=str(shipped))
     session.flush()
     return result
+
+
+# ------------------------------------------------------------------------------------------- cancel the rest
+
+
+BACKORDER_CANCELLABLE = frozenset({OrderStatus.awaiting_customer, OrderStatus.confirmed})
+
+
+def _recorded_backorder_cancel(session: Session, number: str, key: str) -> AuditEvent | None:
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.entity_kind == "sales_order", AuditEvent.entity_id == number,
+                                 AuditEvent.action == "order.backorder_cancelled")
+    ).all()
+    return next((e for e in events if (e.data or {}).get("key") == key), None)
+
+
+def cancel_backorder(session: Session, number: str, *, actor: str, key: str, today: date) -> CancelBackorderResult:
+    """The customer's "cancel the rest" (Odoo's "No Backorder", b4): on each stock line, cancel what is still
+    outstanding and not reserved; what is reserved stays and ships. The line's demand stops asking for the
+    cancelled part (its requested quantity drops to what it holds), so no later top-up reserves it again.
+    Ordered-policy lines invoiced ahead of delivery get a credit note (key = `key`) for the cancelled units,
+    offset against the order's unpaid invoices. Drop-ship lines are not backorders and stay as they are.
+
+    Idempotent by `key`: a repeat returns the first call's result (kept in its audit event) and writes nothing."""
+    if not key or len(key) > 80:
+        raise OrderInputError("key", "a key of 1 to 80 characters is required")
+    order = get_order(session, number, lock=True)
+    recorded = _recorded_backorder_cancel(session, number, key)
+    if recorded is not None:
+        data = recorded.data
+        return CancelBackorderResult(
+            cancelled=Decimal(data["cancelled"]), credit_note_number=data.get("credit_note_number"),
+            credit_note_amount=Decimal(data["credit_note_amount"]), lines=_line_states(session, order),
+        )
+    if order.status not in BACKORDER_CANCELLABLE:
+        raise OrderStateError(order.status, f"order {number} is {order.status}: only a confirmed order, or one "
+                                            "waiting for the customer's backorder choice, can cancel its backorder")
+    lines = _lines(session, order)
+    cancelled = ZERO
+    for line in lines:
+        if line.drop_ship:
+            continue
+        dkey = demand_key(number, line.line_no)
+        held = _held(session, dkey)
+        rest = _outstanding(line) - held
+        if rest <= 0:
+            continue
+        line.qty_cancelled = qty(line.qty_cancelled) + rest
+        line.qty_reserved = held
+        cancelled += rest
+        session.add(line)
+        demand = session.execute(
+            select(ReservationDemand).where(ReservationDemand.demand_key == dkey).with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalar_one_or_none()
+        if demand is not None:
+            demand.requested = held
+            session.add(demand)
+    session.flush()
+    note = _credit_note(session, order, lines, today, key=key,
+                        keep=lambda ln: qty(ln.quantity) - qty(ln.qty_cancelled),
+                        memo=f"Credit note for the cancelled backorder of {number}")
+    result = CancelBackorderResult(
+        cancelled=cancelled, credit_note_number=note.number if note is not None else None,
+        credit_note_amount=money(note.amount_total) if note is not None else ZERO,
+        lines=_line_states(session, order),
+    )
+    _audit(session, actor, "order.backorder_cancelled", number, key=key, cancelled=str(cancelled),
+           credit_note_number=result.credit_note_number, credit_note_amount=str(result.credit_note_amount))
+    session.flush()
+    return result
+
+
+# ------------------------------------------------------------------------------------------------- notices
+
+# event -> subject (OrderNotifyInput.event)
+NOTICE_SUBJECTS = {
+    "confirmation": "Order {number} confirmed",
+    "hold": "Order {number} is on credit hold",
+    "shipment": "Order {number}: shipment on its way",
+    "delay": "Order {number}: delivery delayed",
+    "invoice": "Invoice for order {number}",
+    "reminder": "Payment reminder for order {number}",
+    "collections": "Collections: order {number} is overdue after the last reminder",
+}
+# Events that are work for a group rather than news for the customer: who gets them. Collections is finance's:
+# after the last reminder somebody has to call the customer, stop deliveries or hand the claim on.
+GROUP_NOTICES = {"collections": ("finance",)}
+
+
+def _notice_body(order: SalesOrder, customer: Customer, event: str, detail: str) -> str:
+    lines = [
+        f"Dear {customer.name},",
+        "",
+        f"{NOTICE_SUBJECTS[event].format(number=order.number)}.",
+        f"Order total: {order.amount_total} (of which tax {order.amount_tax}).",
+    ]
+    if order.customer_ref:
+        lines.append(f"Your reference: {order.customer_ref}")
+    if order.promised_date and event in ("confirmation", "delay", "shipment"):
+        lines.append(f"Promised delivery date: {order.promised_date.isoformat()}")
+    if detail:
+        lines += ["", detail]
+    return "\n".join(lines) + "\n"
+
+
+def _group_notice_body(order: SalesOrder, customer: Customer, event: str, detail: str) -> str:
+    lines = [
+        f"{NOTICE_SUBJECTS[event].format(number=order.number)}.",
+        f"Customer: {customer.code} {customer.name}" + (f" <{customer.email}>" if customer.email else ""),
+        f"Order total: {order.amount_total}; invoiced {order.amount_invoiced}, paid {order.amount_paid}.",
+        f"Sales rep: {order.rep}",
+    ]
+    if detail:
+        lines += ["", detail]
+    return "\n".join(lines) + "\n"
+
+
+def queue_order_notice(session: Session, number: str, *, message_key: str, event: str, detail: str = "",
+                       public_url: str) -> int:
+    """Queue the e-mails about an order event in the outbox; returns how many were new (a retry adds none).
+
+    Customer events go to the customer (key `<message_key>:customer`) and the rep (`<message_key>:<rep>`, with a
+    link to the order page). Group events (GROUP_NOTICES) go to every active member of the group instead
+    (`<message_key>:<username>`, with the link), through the outbox's group queue."""
+    if event not in NOTICE_SUBJECTS:
+        raise OrderInputError("event", f"unknown order event {event!r}")
+    order = get_order(session, number)
+    customer = session.get(Customer, order.customer_id)
+    subject = NOTICE_SUBJECTS[event].format(number=order.number)
+    link = f"{public_url.rstrip('/')}/orders/{order.number}"
+    if event in GROUP_NOTICES:
+        body = _group_notice_body(order, customer, event, detail) + f"\nOpen the order: {link}\n"
+        return outbox.queue_for_groups(session, message_key=message_key, groups=GROUP_NOTICES[event],
+                                       subject=subject, body=body, link=link)
+    body = _notice_body(order, customer, event, detail)
+    rep_email = session.scalar(select(User.email).where(User.username == order.rep, User.active.is_(True)))
+    added = 0
+    if customer.email:
+        added += outbox.queue_message(session, message_key=f"{message_key}:customer", recipient=customer.email,
+                                      subject=subject, body=body)
+    if rep_email:
+        added += outbox.queue_message(session, message_key=f"{message_key}:{order.rep}", recipient=rep_email,
+                                      subject=subject, body=body + f"\nOpen the order: {link}\n", link=link)
+    return added

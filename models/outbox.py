@@ -37,6 +37,7 @@ from sqlmodel import Session
 from models.approvals import OutboxMessage, OutboxStatus
 from models.common import utcnow
 from models.db import is_postgres, transaction
+from models.users import Group, User, UserGroup
 
 log = logging.getLogger("tradeflow.outbox")
 
@@ -56,6 +57,38 @@ class DeliveryReport:
     @property
     def attempted(self) -> int:
         return self.sent + self.failed + self.retried
+
+
+# ------------------------------------------------------------------------------------------- queueing
+
+
+def queue_message(session: Session, *, message_key: str, recipient: str, subject: str, body: str,
+                  link: str = "") -> bool:
+    """Add one message in the caller's transaction (flush, never commit); False when its key is already queued,
+    so a retried activity adds nothing."""
+    if session.scalars(select(OutboxMessage.id).where(OutboxMessage.message_key == message_key)).first():
+        return False
+    session.add(OutboxMessage(message_key=message_key, recipient=recipient, subject=subject, body=body, link=link))
+    session.flush()
+    return True
+
+
+def queue_for_groups(session: Session, *, message_key: str, groups: Sequence[str], subject: str, body: str,
+                     link: str = "") -> int:
+    """One message per active member of the groups (key `<message_key>:<username>`, as ApprovalActivities.notify
+    keys its mails), so a person in two of the groups gets one mail; returns how many were new. The members are
+    read when the message is queued: whoever is in the group then is who has to act."""
+    members = session.execute(
+        select(User.username, User.email)
+        .join(UserGroup, UserGroup.user_id == User.id)
+        .join(Group, Group.id == UserGroup.group_id)
+        .where(Group.name.in_(list(groups)), User.active.is_(True))
+        .distinct()
+        .order_by(User.username)
+    ).all()
+    return sum(queue_message(session, message_key=f"{message_key}:{username}", recipient=email, subject=subject,
+                             body=body, link=link)
+               for username, email in members)
 
 
 # ------------------------------------------------------------------------------------------- the message

@@ -422,7 +422,9 @@ class QuoteCommand:
 @dataclass(frozen=True)
 class BackorderChoiceCommand:
     actor: Actor
-    choice: str  # BackorderPreference value: ship_available or ship_complete (or "cancel_rest")
+    # ship_available or ship_complete (BackorderPreference values), or cancel_rest: ship what is reserved and
+    # cancel the backordered quantities (also while a confirmed order waits for a backorder).
+    choice: str
 
 
 @dataclass(frozen=True)
@@ -501,6 +503,8 @@ class QuoteState:
     categories: tuple[str, ...]
     lines: tuple[QuoteLineState, ...]
     version: int
+    # Last, with a default: payloads written before it existed (saved histories, running workflows) still decode.
+    warehouse_code: str = ""
 
 
 @dataclass(frozen=True)
@@ -636,8 +640,27 @@ class CancelOrderResult:
 
 
 @dataclass(frozen=True)
+class CancelBackorderInput:
+    quote_number: str
+    actor: str
+    key: str  # idempotency: e.g. "Q-000123/cancel-rest/1"; also the key of its credit note, if one is needed
+
+
+@dataclass(frozen=True)
+class CancelBackorderResult:
+    """What a cancel_rest choice did: backordered quantities cancelled (nothing reserved is touched), and the
+    credit for what of them was invoiced ahead of delivery (ordered invoice policy)."""
+
+    cancelled: Decimal
+    credit_note_number: str | None
+    credit_note_amount: Decimal
+    lines: tuple[QuoteLineState, ...]
+
+
+@dataclass(frozen=True)
 class OrderNotifyInput:
     quote_number: str
     message_key: str   # idempotent: one message per key
-    event: str         # confirmation, hold, shipment, delay, invoice, reminder
+    # confirmation, hold, shipment, delay, invoice, reminder (to customer and rep); collections (to finance)
+    event: str
     detail: str = ""

@@ -13,7 +13,9 @@ and in one order. A handler that answers "the status after" waits until the main
 
 Approvals are ApprovalChain children: kind "quote" after submit, kind "credit_hold" when the accepted order takes
 the customer over the credit limit (ERPNext b5, blocking). Shortages follow the backorder preference (Odoo b4):
-ship what is reserved and backorder the rest, wait until everything is reserved, or ask the customer.
+ship what is reserved and backorder the rest, wait until everything is reserved, or ask the customer (48 hours,
+then ship_available). The customer may instead cancel the backordered rest (cancel_rest), when asked or later while
+the order waits for stock. Drop-ship lines get a shipment of their own that moves none of our stock.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         ApprovalResult,
         ApprovalStatusNotice,
         BackorderChoiceCommand,
+        CancelBackorderInput,
+        CancelBackorderResult,
         CancelOrderInput,
         CancelOrderResult,
         CreateShipmentInput,
@@ -56,6 +60,7 @@ with workflow.unsafe.imports_passed_through():
         OrderView,
         PaymentNotice,
         QuoteCommand,
+        QuoteLineState,
         QuoteRef,
         QuoteState,
         QuoteToCashInput,
@@ -71,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
         approval_id,
         shipment_id,
     )
-    from workflows.rules import dunning_dates, split_shortage
+    from workflows.rules import SHIP_AVAILABLE, dunning_dates, split_shortage
     from workflows.search_attributes import (
         TRADEFLOW_AMOUNT_BAND,
         TRADEFLOW_CURRENT_GROUP,
@@ -79,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         TRADEFLOW_KIND,
         TRADEFLOW_REQUESTER,
         TRADEFLOW_STATUS,
+        TRADEFLOW_WAREHOUSE,
         amount_band,
     )
 
@@ -101,7 +107,13 @@ EDITABLE = frozenset({OrderStatus.draft, OrderStatus.changes_requested})
 # A quote not accepted by the end of its validity date closes as expired in any of these.
 BEFORE_ACCEPTANCE = frozenset({OrderStatus.draft, OrderStatus.pending_approval, OrderStatus.changes_requested,
                                OrderStatus.sent})
-BACKORDER_CHOICES = ("ship_available", "ship_complete")
+CANCEL_REST = "cancel_rest"  # ship what is reserved, cancel the backordered rest (Odoo's "No Backorder", b4)
+BACKORDER_CHOICES = ("ship_available", "ship_complete", CANCEL_REST)
+
+# workflow.patched ids: each guards a command that histories recorded before it existed do not have, so orders
+# running at the deploy replay as they were recorded and take the new path only from here on.
+DROP_SHIP_SHIPMENT_PATCH = "drop-ship-own-shipment"  # the drop-ship lines of a mixed order get their shipment
+COLLECTIONS_NOTICE_PATCH = "collections-finance-notice"  # finance hears of an order handed to collections
 
 # Who may do what, besides the quote's own rep. The actor comes from the web session, never from a form.
 SALES_OFFICE = frozenset({"sales-manager", "admin"})
@@ -186,6 +198,11 @@ class QuoteToCash:
         self._accept: QuoteCommand | None = None
         self._cancel: QuoteCommand | None = None
         self._backorder_choice: BackorderChoiceCommand | None = None
+        self._cancel_rest: BackorderChoiceCommand | None = None  # cancel_rest asked while a backorder waits
+        self._answering_rest = False  # the main loop took it: the Update answers once the order has settled
+        self._rest_cancels = 0  # numbers the cancel_backorder keys
+        self._short = False  # a confirmed order waits for stock (what cancel_rest may cancel)
+        self._drop_ship_started = False
         self._editing = False
         self._settling = False  # a reservation pass runs: accept / choose_backorder answer after it
         self._edits = 0  # counts edits, so a wait on the validity date wakes when the date may have moved
@@ -441,30 +458,46 @@ class QuoteToCash:
                     preference = await self._ask_customer(reserved, accepted_by)
                     if self._cancel is not None:
                         continue
+                    if preference == CANCEL_REST:
+                        reserved = await self._cancel_backorder(self._backorder_choice)
+                        preference = SHIP_AVAILABLE
                     split = self._split(reserved, preference)
+                    short = split.backorder > 0 or split.wait
+                self._short = short
                 if not confirmed:
                     confirmed = True
                     await self._confirm(accepted_by, reserved)
                 if not split.wait:
-                    await self._ship_reserved()
+                    await self._ship_reserved(reserved.lines)
                 if short and reserved.shortfall != backordered:  # a fruitless retry is not news
                     self._event("backorder", "system", f"{_q(reserved.shortfall)} short; waiting for stock")
                 backordered = reserved.shortfall
                 retry_at = workflow.now() + retry_every if short else None
                 self._settling = False
-            if await self._settle():
+            done = await self._settle()
+            self._answering_rest = False
+            if done:
                 return
             self._show_fulfilment(short)
             reminder_at = self._next_reminder()
             deadlines = [d for d in (retry_at, reminder_at) if d is not None]
             await self._wait(
                 lambda: (self._cancel is not None or self._stock_arrivals > self._stock_handled
-                         or self._new_payments() or bool(self._unsettled_shipments())),
+                         or self._new_payments() or bool(self._unsettled_shipments())
+                         or self._cancel_rest is not None),
                 lambda: min(deadlines) if deadlines else None,
             )
             now = workflow.now()
             arrived, self._stock_handled = self._stock_arrivals > self._stock_handled, self._stock_arrivals
-            if short and arrived:
+            if self._cancel_rest is not None and self._cancel is None:
+                # The customer gives up on the backorder: cancel it, then ship whatever is reserved (also under
+                # ship_complete, which waited for the part now cancelled).
+                self._settling = self._answering_rest = True
+                taken, self._cancel_rest = self._cancel_rest, None
+                await self._cancel_backorder(taken)
+                preference = SHIP_AVAILABLE
+                reserve_now = True
+            elif short and arrived:
                 reserve_now, retry_every = True, BACKORDER_RETRY
             elif short and retry_at is not None and now >= retry_at:
                 reserve_now, retry_every = True, min(retry_every * 2, BACKORDER_RETRY_MAX)
@@ -513,6 +546,21 @@ class QuoteToCash:
         self._event("backorder choice", choice.actor.username, choice.choice)
         return choice.choice
 
+    async def _cancel_backorder(self, cmd: BackorderChoiceCommand) -> ReserveOrderResult:
+        """cancel_rest: cancel the quantities not reserved (with a credit for any invoiced ahead); the order then
+        stands fully reserved for what it still delivers."""
+        self._rest_cancels += 1
+        result: CancelBackorderResult = await self._act(
+            SalesActivities.cancel_backorder,
+            CancelBackorderInput(self._number, cmd.actor.username, f"{self._number}/cancel-rest/{self._rest_cancels}"),
+        )
+        self._balance = None
+        detail = (f"{_q(result.cancelled)} cancelled"
+                  + (f", credit note {result.credit_note_number} for {result.credit_note_amount}"
+                     if result.credit_note_number else ""))
+        self._event("backorder cancelled", cmd.actor.username, detail)
+        return ReserveOrderResult(lines=result.lines, fully_reserved=True, shortfall=ZERO)
+
     async def _confirm(self, accepted_by: str, reserved: ReserveOrderResult) -> None:
         await self._set_status(OrderStatus.confirmed, accepted_by,
                                "confirmed" if reserved.fully_reserved else f"confirmed, {_q(reserved.shortfall)} short")
@@ -522,18 +570,34 @@ class QuoteToCash:
         if any(ln.invoice_policy == "ordered" for ln in reserved.lines):
             await self._invoice()
 
-    async def _ship_reserved(self) -> None:
+    async def _ship_reserved(self, lines: tuple[QuoteLineState, ...]) -> None:
+        state = await self._start_shipment()
+        # create_shipment puts reserved stock first and makes a drop-ship shipment only when no stock waits: the
+        # drop-ship lines of a mixed order need one of their own, or they would never be delivered.
+        if (state is not None and not state.drop_ship and not self._drop_ship_started
+                and any(ln.drop_ship and ln.quantity - ln.qty_delivered - ln.qty_cancelled > 0 for ln in lines)
+                and workflow.patched(DROP_SHIP_SHIPMENT_PATCH)):
+            await self._start_shipment()
+
+    async def _start_shipment(self) -> ShipmentState | None:
         seq = len(self._shipments) + 1
         state = await self._act(SalesActivities.create_shipment, CreateShipmentInput(self._number, seq))
         if state is None:
-            return  # everything reserved is already in a shipment
+            return None  # everything reserved is already in a shipment
+        if state.drop_ship:
+            self._drop_ship_started = True
+            # Procure-to-pay does not exist yet: this is where the drop-ship purchase order to the supplier would
+            # be created (delivery address: the customer's). Until it does, purchasing orders by hand, and the
+            # warehouse records the supplier's delivery on this shipment; it moves no stock of ours.
         handle = await workflow.start_child_workflow(
             ShipmentWorkflow.run, ShipmentInput(state), id=shipment_id(self._number, seq)
         )
         self._shipments[seq] = handle
         self._shipment_numbers[seq] = state.shipment_number
         lines = ", ".join(f"{_q(ln.quantity)} {ln.sku}" for ln in state.lines)
-        self._event(f"shipment {seq} created", "system", f"{state.shipment_number}: {lines}")
+        self._event(f"shipment {seq} created", "system",
+                    f"{state.shipment_number}: {lines}" + (" (drop-ship)" if state.drop_ship else ""))
+        return state
 
     def _unsettled_shipments(self) -> list[int]:
         return [seq for seq, h in self._shipments.items() if h.done() and seq not in self._settled_shipments]
@@ -623,6 +687,10 @@ class QuoteToCash:
                            f"final reminder: {detail}; the account is handed to collections")
         self._event(f"payment reminder {sent + 1}", "system", detail)
         self._event("handed to collections", "system", detail)
+        if workflow.patched(COLLECTIONS_NOTICE_PATCH):
+            # The customer and the rep were told; collecting is finance's work, so finance gets it to act on.
+            await self._notify("collections", f"{self._number}:collections:{due}:finance",
+                               f"{detail}; {len(schedule)} reminders sent, the last on {schedule[-1]}")
 
     # ---------------------------------------------------------------------------------- cancellation
 
@@ -715,6 +783,8 @@ class QuoteToCash:
             TRADEFLOW_AMOUNT_BAND.value_set(amount_band(quote.amount_total)),
             TRADEFLOW_REQUESTER.value_set(self._request.rep),
             TRADEFLOW_CUSTOMER.value_set(quote.customer_code),
+            # Empty in payloads written before QuoteState carried it: no value rather than a wrong one.
+            *([TRADEFLOW_WAREHOUSE.value_set(quote.warehouse_code)] if quote.warehouse_code else []),
         ])
 
     def _show(self, waiting_for: str, group: str) -> None:
@@ -791,6 +861,15 @@ class QuoteToCash:
                           f"{self._quote.version}); reload and try again", STALE_VERSION)
 
     def _check_backorder_choice(self, cmd: BackorderChoiceCommand) -> None:
+        if cmd.choice == CANCEL_REST and self._quote is not None and self._status == OrderStatus.confirmed:
+            # A confirmed order waiting for a backorder: the customer may still give up on the rest.
+            self._check_actor(cmd.actor, ACCEPTORS, "cancel the backorder of")
+            if not self._short:
+                raise _refuse(f"quote {self._number} has no backorder to cancel", ORDER_STATE_INVALID)
+            if self._cancel_rest is not None or self._answering_rest or self._cancel is not None:
+                raise _refuse(f"quote {self._number} is already being changed; reload and try again",
+                              ORDER_STATE_INVALID)
+            return
         self._check_status({OrderStatus.awaiting_customer}, "choose a backorder option for")
         self._check_actor(cmd.actor, ACCEPTORS, "choose the backorder option of")
         if cmd.choice not in BACKORDER_CHOICES:
@@ -863,6 +942,12 @@ class QuoteToCash:
     async def choose_backorder(self, cmd: BackorderChoiceCommand) -> str:
         await workflow.wait_condition(lambda: self._quote is not None)
         self._check_backorder_choice(cmd)
+        if self._status == OrderStatus.confirmed:  # cancel_rest while a backorder waits
+            self._cancel_rest = cmd
+            # Answers once the rest is cancelled and what is reserved is in a shipment (or the order ended).
+            await workflow.wait_condition(
+                lambda: (self._cancel_rest is None and not self._answering_rest) or self._status in ENDED)
+            return self._status
         self._backorder_choice = cmd
         await workflow.wait_condition(lambda: self._status != OrderStatus.awaiting_customer and not self._settling)
         return self._status

@@ -20,6 +20,7 @@ from models.stock import Quant
 from tests.sales_world import CABLE, LAMP, SCARCE, build_sales_world_in
 from workflows.contracts import (
     Actor,
+    CancelBackorderInput,
     CancelOrderInput,
     CreateShipmentInput,
     EditQuoteCommand,
@@ -114,6 +115,25 @@ def test_every_sales_activity_is_idempotent_when_retried(acts):
     assert twice(engine, a.load_quote, ref).status == "cancelled"
 
 
+def test_cancel_backorder_and_the_collections_notice_are_idempotent_when_retried(acts):
+    a, engine, world, number = acts
+    ActivityEnvironment().run(a.set_order_status, SetOrderStatusInput(number, "sent"))
+    ActivityEnvironment().run(a.set_order_status, SetOrderStatusInput(number, "confirmed"))
+    ActivityEnvironment().run(a.reserve_order, QuoteRef(number))  # SCARCE: 5 of 8
+    result = twice(engine, a.cancel_backorder, CancelBackorderInput(number, "sam.sales", f"{number}/cancel-rest/1"))
+    assert (result.cancelled, result.credit_note_number) == (D("3"), None)
+    assert {ln.sku: ln.qty_cancelled for ln in result.lines} == {CABLE: D("0"), LAMP: D("0"), SCARCE: D("3")}
+
+    twice(engine, a.notify_order, OrderNotifyInput(number, f"{number}:collections:x:finance", "collections", "late"))
+    with Session(engine) as s:
+        keys = set(s.scalars(select(OutboxMessage.message_key)))
+    assert keys == {f"{number}:collections:x:finance:fiona.finance"}  # finance only: not the customer, not the rep
+
+    ActivityEnvironment().run(a.cancel_order, CancelOrderInput(number, "sam.sales", "withdrawn"))
+    assert _refused(a.cancel_backorder, CancelBackorderInput(number, "sam.sales", f"{number}/cancel-rest/2")).type \
+        == "OrderStateInvalid"
+
+
 def _refused(fn, arg) -> ApplicationError:
     with pytest.raises(ApplicationError) as err:
         ActivityEnvironment().run(fn, arg)
@@ -144,4 +164,5 @@ def test_business_refusals_are_non_retryable_with_type_and_field(acts):
 def test_the_worker_registers_the_sales_activities(engine):
     names = {fn.__name__ for fn in build_activities(engine)}
     assert {"load_quote", "edit_quote", "set_order_status", "check_credit", "reserve_order", "create_shipment",
-            "record_shipment_step", "invoice_order", "order_balance", "cancel_order", "notify_order"} <= names
+            "record_shipment_step", "invoice_order", "order_balance", "cancel_order", "cancel_backorder",
+            "notify_order"} <= names
