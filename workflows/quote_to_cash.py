@@ -205,6 +205,9 @@ class QuoteToCash:
         self._drop_ship_started = False
         self._editing = False
         self._settling = False  # a reservation pass runs: accept / choose_backorder answer after it
+        # The status being written right now: the row says it a moment before this workflow's own status does, and
+        # a person acting on what the page shows (accept a quote just approved) must not be refused in that gap.
+        self._becoming: str | None = None
         self._edits = 0  # counts edits, so a wait on the validity date wakes when the date may have moved
         # Signals, and how many of each the main loop has handled (they may arrive during any await).
         self._payments: list[PaymentNotice] = []
@@ -759,9 +762,13 @@ class QuoteToCash:
                     return condition()
 
     async def _set_status(self, status: str, actor: str = "system", reason: str = "") -> None:
-        self._quote = await self._act(
-            SalesActivities.set_order_status, SetOrderStatusInput(self._number, status, actor, reason)
-        )
+        self._becoming = status
+        try:
+            self._quote = await self._act(
+                SalesActivities.set_order_status, SetOrderStatusInput(self._number, status, actor, reason)
+            )
+        finally:
+            self._becoming = None
         self._status = status
         self._publish()
 
@@ -852,7 +859,10 @@ class QuoteToCash:
                           "lines", "add at least one line before submitting")
 
     def _check_accept(self, cmd: QuoteCommand) -> None:
-        self._check_status({OrderStatus.sent}, "accept")
+        if self._becoming == OrderStatus.sent and self._quote is not None:
+            pass  # approved, the row already says sent: accepted, the main loop takes it once the write is done
+        else:
+            self._check_status({OrderStatus.sent}, "accept")
         self._check_actor(cmd.actor, ACCEPTORS, "accept")
         if self._accept is not None:
             raise _refuse(f"quote {self._number} is already accepted", ORDER_STATE_INVALID)
@@ -930,7 +940,8 @@ class QuoteToCash:
         self._accept = cmd
         # Answers once the credit check and the reservation pass have run (confirmation, its invoice and the first
         # shipment included): credit_hold, awaiting_customer or confirmed.
-        await workflow.wait_condition(lambda: self._status != OrderStatus.sent and not self._settling)
+        await workflow.wait_condition(lambda: self._status != OrderStatus.sent and self._becoming != OrderStatus.sent
+                                      and not self._settling)
         return self._status
 
     @accept.validator

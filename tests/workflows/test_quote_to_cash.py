@@ -451,3 +451,22 @@ async def test_cancel_after_partial_shipment_compensates(temporal_env, worker, p
     assert on_hand(engine, world, LAMP) == (D("0"), D("0")) and on_hand(engine, world, CABLE) == (D("96"), D("0"))
     assert held(engine, quote) == 0
     assert_ledger_balances(engine)
+
+
+async def test_accept_as_soon_as_the_row_says_sent_is_not_refused(temporal_env, worker, people_engine, world):
+    # The rep's page reads the row, which says "sent" a moment before the workflow's own status does: accepting
+    # right then (as a person reloading, or a channel polling, can) must work.
+    engine, client = people_engine, temporal_env.client
+    handle = await start(temporal_env, worker, engine, world.customer_code,
+                         [(CABLE, "50", {"discount_percent": D("8")})])
+    quote = number(handle)
+    await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP, "big project"))
+    task = await open_task(client, f"quote:{quote}")
+    chain = client.get_workflow_handle(approval_id(f"quote:{quote}"))
+    await chain.execute_update(ApprovalChainWorkflow.decide, DecideCommand(task, MANAGER, "approved", "ok"))
+    async with asyncio.timeout(WAIT):
+        while order_row(engine, quote).status != "sent":
+            await asyncio.sleep(0.002)
+    assert await handle.execute_update(QuoteToCash.accept, QuoteCommand(REP)) == "confirmed"
+    assert order_row(engine, quote).status == "confirmed"
+    await handle.execute_update(QuoteToCash.cancel, QuoteCommand(REP, "test over"))
