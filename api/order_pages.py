@@ -48,7 +48,10 @@ STATUS_KIND = {
 ACTION_WORDS = {"submit": ("Submitted", "Not submitted"), "accept": ("Accepted", "Not accepted"),
                 "cancel": ("Cancelled", "Not cancelled"), "backorder": ("Choice recorded", "Choice not recorded")}
 CHOICES = {"ship_available": "Ship what is available now, backorder the rest",
-           "ship_complete": "Wait and ship everything together"}
+           "ship_complete": "Wait and ship everything together",
+           "cancel_rest": "Ship what is available now and cancel the rest"}
+# While a confirmed order waits for missing stock, the one choice left is to stop waiting for it.
+WAITING_CHOICES = {"cancel_rest": "Cancel what is still missing (what is reserved still ships)"}
 STEP_WORDS = {"picked": "Picked", "packed": "Packed", "shipped": "Shipped"}
 
 
@@ -370,10 +373,19 @@ def _actions(detail: views.OrderDetail, viewer: views.OrderViewer) -> dict[str, 
         "edit": owns and s in EDITABLE,
         "submit": owns and s == "draft",
         "accept": sells and s == "sent",
-        "backorder": sells and s == "awaiting_customer",
+        "backorder": sells and (s == "awaiting_customer" or (s == "confirmed" and _waits_for_stock(detail))),
         "cancel": owns and s in CANCELLABLE,
         "payment": viewer.has("finance") and detail.amount_due > 0,
     }
+
+
+def _waits_for_stock(detail: views.OrderDetail) -> bool:
+    """Some stock line is neither delivered, cancelled nor reserved: a backorder the customer may drop."""
+    return any(not r.line.drop_ship and r.qty_open > r.line.qty_reserved for r in detail.lines)
+
+
+def _choices(detail: views.OrderDetail) -> dict[str, str]:
+    return CHOICES if detail.order.status == "awaiting_customer" else WAITING_CHOICES
 
 
 @router.get("/orders/{number}", response_class=HTMLResponse, name="order_detail")
@@ -399,7 +411,7 @@ async def order_page(number: str, request: Request, session: SessionDep, user: P
         "view": view,
         "timeline_note": note,
         "actions": _actions(detail, viewer),
-        "choices": CHOICES,
+        "choices": _choices(detail),
         "sla": {t.task_key: sla_state(t, now) for t in detail.tasks},
         "viewer": viewer,
     }

@@ -171,8 +171,10 @@ class QuoteActionIn(BaseModel):
 
 
 class BackorderChoiceIn(BaseModel):
-    choice: Literal["ship_available", "ship_complete"] = Field(
-        description="ship what is there and backorder the rest, or wait and ship complete (to drop the rest, cancel)")
+    choice: Literal["ship_available", "ship_complete", "cancel_rest"] = Field(
+        description="when the customer is asked: ship what is there and backorder the rest, wait and ship complete, "
+                    "or ship what is there and cancel the rest; while a confirmed order waits for stock: cancel_rest "
+                    "drops what is still missing")
 
 
 class PaymentIn(BaseModel):

@@ -27,7 +27,7 @@ from api.main import create_app
 from config import Settings
 from models import orders
 from models.demo_policies import credit_hold_policy
-from models.sales import CustomerInvoice, NumberSequence, SalesOrder, Shipment
+from models.sales import CustomerInvoice, NumberSequence, SalesOrder, SalesOrderLine, Shipment, ShipmentLine
 from models.users import ApiToken, User, hash_password
 from tests.approval_world import publish_policy, two_step_quote_policy
 from tests.sales_world import CABLE, CASH_CUSTOMER, CUSTOMER, LAMP, SCARCE, TIGHT_CUSTOMER, build_sales_world_in
@@ -439,3 +439,37 @@ async def test_credit_hold_shown_to_controllers_and_released_by_a_payment(live):
     assert "credit hold released" in [e["what"] for e in released["timeline"]]
     assert all(t["status"] not in ("ready", "reserved") for t in released["approval_tasks"])
     assert (await carla.get(f"/api/v1/quotes/{number}")).status_code == 404  # off hold: off their list
+
+
+async def test_the_customer_asked_about_a_shortage_cancels_the_rest(live):
+    # C-2000 is asked when stock is short: 8 × SCARCE-300 against 5 on hand. The rep records "ship what is there
+    # and cancel the rest": 5 ship, 3 are cancelled, nothing stays on backorder.
+    sam = live.api("sam.sales")
+    created = await sam.post("/api/v1/quotes", json={"customer_code": CASH_CUSTOMER,
+                                                     "lines": [{"sku": SCARCE, "quantity": "8"}]})
+    assert created.status_code == 201, created.text
+    number = created.json()["number"]
+    assert (await sam.post(f"/api/v1/quotes/{number}/submit")).status_code == 200
+    await eventually(lambda: order_row(live.engine, number).status == "sent", "quote sent")
+    accepted = await sam.post(f"/api/v1/quotes/{number}/accept")
+    assert accepted.json() == {"number": number, "status": "awaiting_customer"}, accepted.text
+
+    page = await (await live.browser("sam.sales")).get(f"/orders/{number}")
+    for choice in ("ship_available", "ship_complete", "cancel_rest"):
+        assert f'value="{choice}"' in page.text, choice
+    chosen = await sam.post(f"/api/v1/quotes/{number}/backorder-choice", json={"choice": "cancel_rest"})
+    assert chosen.status_code == 200 and chosen.json()["status"] == "confirmed", chosen.text
+    with Session(live.engine) as s:
+        order = s.scalars(select(SalesOrder).where(SalesOrder.number == number)).one()
+        line = s.scalars(select(SalesOrderLine).where(SalesOrderLine.order_id == order.id)).one()
+        assert (line.quantity, line.qty_reserved, line.qty_cancelled) == (D("8"), D("5"), D("3"))
+    await eventually(lambda: shipments_of(live.engine, number) == [D("5")], "one shipment of the 5 on hand")
+    after = await (await live.browser("sam.sales")).get(f"/orders/{number}")
+    assert 'id="backorder-choice"' not in after.text  # nothing left to wait for, nothing left to choose
+
+
+def shipments_of(engine, number: str) -> list[D]:
+    with Session(engine) as s:
+        return list(s.scalars(
+            select(ShipmentLine.quantity).join(Shipment, Shipment.id == ShipmentLine.shipment_id)
+            .join(SalesOrder, SalesOrder.id == Shipment.order_id).where(SalesOrder.number == number)))
