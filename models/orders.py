@@ -204,6 +204,7 @@ class _PricedLine:
     tax_rate: Decimal
     unit_cost: Decimal
     amounts: rules.LineAmounts
+    agreed_price: Decimal
 
 
 def get_order(session: Session, number: str, *, lock: bool = False) -> SalesOrder:
@@ -325,6 +326,12 @@ def _price_lines(
             raise OrderInputError(f"lines[{i}].quantity", f"must be at most {MAX_QUANTITY:,}")
         discount = _percent(line.discount_percent, f"lines[{i}].discount_percent", allow_100=True)
         list_price, cost = money(product.list_price), Decimal(str(product.standard_cost))
+        # The pricelist's price is worked out even under a manual price: it is what the concession is measured on.
+        rule = rules.select_price_rule(
+            price_rules, product_id=product.id, category_path=_category_path(session, product.category_id),
+            quantity=quantity, on=today,
+        )
+        agreed_price = rules.rule_price(rule, list_price=list_price, cost=cost)
         if line.unit_price is not None:
             unit_price = Decimal(str(line.unit_price))
             if not unit_price.is_finite() or unit_price < 0 or money(unit_price) != unit_price:
@@ -333,11 +340,7 @@ def _price_lines(
                 raise OrderInputError(f"lines[{i}].unit_price", f"must be at most {MAX_AMOUNT:,}")
             rule_id = None
         else:
-            rule = rules.select_price_rule(
-                price_rules, product_id=product.id, category_path=_category_path(session, product.category_id),
-                quantity=quantity, on=today,
-            )
-            unit_price = rules.rule_price(rule, list_price=list_price, cost=cost)
+            unit_price = agreed_price
             rule_id = rule.id if rule is not None else None
         tax_rate = ZERO
         if product.tax_id is not None:
@@ -348,7 +351,8 @@ def _price_lines(
         )
         if amounts.subtotal > MAX_AMOUNT or amounts.list_amount > MAX_AMOUNT:
             raise OrderInputError(f"lines[{i}].quantity", f"the line amount would exceed {MAX_AMOUNT:,}")
-        priced.append(_PricedLine(product, line, quantity, list_price, unit_price, rule_id, tax_rate, cost, amounts))
+        priced.append(_PricedLine(product, line, quantity, list_price, unit_price, rule_id, tax_rate, cost, amounts,
+                                  agreed_price))
     return priced
 
 
@@ -390,6 +394,7 @@ def _write_lines(session: Session, order: SalesOrder, priced: list[_PricedLine],
         session.add(SalesOrderLine(
             order_id=order.id, line_no=no, product_id=p.product.id, description=p.product.name[:200],
             quantity=p.quantity, list_price=p.list_price, unit_price=p.unit_price, price_rule_id=p.rule_id,
+            agreed_price=p.agreed_price,
             manual_price=p.data.unit_price is not None, discount_percent=Decimal(str(p.data.discount_percent)),
             unit_cost=p.unit_cost, tax_rate=p.tax_rate, subtotal=p.amounts.subtotal, tax_amount=p.amounts.tax,
             drop_ship=p.data.drop_ship, promised_date=promise,
@@ -402,6 +407,8 @@ def _write_lines(session: Session, order: SalesOrder, priced: list[_PricedLine],
     order.cost_total = totals.cost
     order.discount_percent = totals.discount_percent
     order.margin_percent = totals.margin_percent
+    order.agreed_total = sum((money(p.quantity * p.agreed_price) for p in priced), ZERO)
+    order.concession_percent = rules.concession_percent(order.agreed_total, totals.untaxed)
     order.promised_date = rules.order_promised_date(promises, _shipping_policy(order.backorder_preference))
     session.add(order)
     session.flush()
@@ -587,6 +594,7 @@ def quote_state(session: Session, number: str) -> QuoteState:
         discount_percent=Decimal(str(order.discount_percent)), margin_percent=Decimal(str(order.margin_percent)),
         categories=tuple(sorted(categories)), lines=_line_states(session, order), version=order.version,
         warehouse_code=session.scalar(select(Warehouse.code).where(Warehouse.id == order.warehouse_id)) or "",
+        concession_percent=Decimal(str(order.concession_percent)),
     )
 
 

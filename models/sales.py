@@ -57,6 +57,10 @@ class SalesOrder(SQLModel, table=True):
     amount_total: Decimal = Field(default=Decimal(0), **MONEY)
     cost_total: Decimal = Field(default=Decimal(0), **MONEY)
     discount_percent: Decimal = Field(default=Decimal(0), **PERCENT)  # effective, against list prices
+    # What the customer's pricelist grants is agreed business; what the rep gives on top (line and order discounts,
+    # manual prices under the pricelist's) is the concession the quote approval policy routes on.
+    agreed_total: Decimal = Field(default=Decimal(0), **MONEY)  # Σ quantity × the pricelist's price
+    concession_percent: Decimal = Field(default=Decimal(0), **PERCENT)  # (agreed_total − untaxed) / agreed_total
     margin_percent: Decimal = Field(default=Decimal(0), **PERCENT)
     amount_invoiced: Decimal = Field(default=Decimal(0), **MONEY)
     amount_paid: Decimal = Field(default=Decimal(0), **MONEY)
@@ -87,6 +91,7 @@ class SalesOrderLine(SQLModel, table=True):
     quantity: Decimal = Field(**QTY)
     list_price: Decimal = Field(**MONEY)
     unit_price: Decimal = Field(**MONEY)         # after the pricelist rule (or a manual override)
+    agreed_price: Decimal = Field(default=Decimal(0), **MONEY)  # the pricelist's price, even under a manual one
     price_rule_id: int | None = Field(default=None, foreign_key="pricelist_rule.id")
     manual_price: bool = False
     discount_percent: Decimal = Field(default=Decimal(0), **PERCENT)

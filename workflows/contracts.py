@@ -503,8 +503,11 @@ class QuoteState:
     categories: tuple[str, ...]
     lines: tuple[QuoteLineState, ...]
     version: int
-    # Last, with a default: payloads written before it existed (saved histories, running workflows) still decode.
+    # Last, with defaults: payloads written before they existed (saved histories, running workflows) still decode.
     warehouse_code: str = ""
+    # The rep's discount off the customer's pricelist prices (rules.concession_percent): what approval routes on.
+    # None in payloads from before it existed: the facts then fall back to discount_percent, as they were.
+    concession_percent: Decimal | None = None
 
 
 @dataclass(frozen=True)

@@ -141,12 +141,19 @@ def _end_of(day: date) -> datetime:
     return _start_of(day + timedelta(days=1))
 
 
+def concession_of(quote: QuoteState) -> Decimal:
+    return quote.concession_percent if quote.concession_percent is not None else quote.discount_percent
+
+
 def quote_facts(quote: QuoteState, rep: str) -> RequestFacts:
     """What the quote approval policy decides on. The API uses the same function for the facts it resubmits to
     the chain after the rep's edit, so an edited quote is judged exactly as a new one would be."""
+    # "discount %" in a quote policy is the rep's concession off the customer's pricelist prices: a key account's
+    # agreed 25 % is not news to approve on every quote (payloads from before it existed carry None).
+    concession = concession_of(quote)
     return RequestFacts(
         amount=quote.amount_untaxed,
-        discount_percent=quote.discount_percent,
+        discount_percent=concession,
         margin_percent=quote.margin_percent,
         customer_segment=quote.customer_segment,
         # A policy rule names one category; the quote's first (largest) category stands for the quote.
@@ -162,7 +169,8 @@ def _quote_details(quote: QuoteState) -> dict:
         "customer": quote.customer_code,
         "amount_untaxed": str(quote.amount_untaxed),
         "amount_total": str(quote.amount_total),
-        "discount_percent": str(quote.discount_percent),
+        "discount_percent": str(concession_of(quote)),
+        "discount_vs_list_percent": str(quote.discount_percent),
         "margin_percent": str(quote.margin_percent),
         "valid_until": quote.valid_until.isoformat(),
         "lines": [

@@ -253,6 +253,21 @@ def quote_totals(lines: Sequence[LineAmounts]) -> QuoteTotals:
     )
 
 
+CONCESSION_FLOOR = Decimal(-999)
+
+
+def concession_percent(agreed_total: Decimal, untaxed: Decimal) -> Decimal:
+    """The rep's discount off what the customer's pricelist already grants: (agreed − quoted) / agreed × 100.
+
+    Pricelist prices are agreed business (approved when the pricelist was); what a quote gives on top — line and
+    order discounts, manual prices under the pricelist's — is what the quote approval policy routes on. Negative
+    when the quote is priced above the pricelist (floored at −999 %, the column's range); 0 for a free quote."""
+    agreed, quoted = _dec(agreed_total, "agreed_total"), _dec(untaxed, "untaxed")
+    if agreed == 0:
+        return round_percent(ZERO)
+    return max(CONCESSION_FLOOR, round_percent((agreed - quoted) / agreed * HUNDRED))
+
+
 # ----------------------------------------------------------------------------------------------------- credit
 
 

@@ -582,3 +582,25 @@ def test_concurrent_quotes_get_distinct_numbers_and_one_invoice_key_posts_once(s
     assert {s.invoice_number for s in states} == {"INV-000001"}
     assert count(engine, CustomerInvoice) == 1
     assert balances(engine, "1100") == {"1100": D("119.00")}  # 2 × 50.00 + 19 % VAT, once
+
+
+def test_the_concession_is_measured_against_the_customers_pricelist_not_the_list(lite):
+    engine, _ = lite
+    # Contractor prices: CAB-100 9.00 (10 % off its 10.00 list). Nothing on top: no concession, though 10 % off list.
+    plain = quote(engine, line(CABLE, "10"))
+    state = read(engine, orders.quote_state, plain)
+    assert (state.discount_percent, state.concession_percent) == (D("10.000"), D("0.000"))
+    # 5 % on top on one line, and a manual price of 40.00 for LAMP-200 (contractor price 50.00 under 10 pieces):
+    # agreed 10 × 9.00 + 2 × 50.00 = 190.00; quoted 85.50 + 80.00 = 165.50; concession 24.50 / 190 = 12.895 %.
+    given = quote(engine, line(CABLE, "10", discount_percent=D("5")), line(LAMP, "2", unit_price=D("40.00")))
+    state = read(engine, orders.quote_state, given)
+    assert state.amount_untaxed == D("165.50") and state.concession_percent == D("12.895")
+    with Session(engine) as s:
+        order = s.scalars(select(SalesOrder).where(SalesOrder.number == given)).one()
+        assert order.agreed_total == D("190.00")
+        agreed = [ln.agreed_price for ln in s.scalars(select(SalesOrderLine).where(SalesOrderLine.order_id == order.id)
+                                                      .order_by(SalesOrderLine.line_no))]
+        assert agreed == [D("9.00"), D("50.00")]
+    # Priced above the pricelist: a negative concession (nothing to approve on discount).
+    above = quote(engine, line(CABLE, "10", unit_price=D("9.90")))
+    assert read(engine, orders.quote_state, above).concession_percent == D("-10.000")

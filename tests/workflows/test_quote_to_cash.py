@@ -250,9 +250,10 @@ async def test_straight_through_to_done(temporal_env, worker, people_engine, wor
 
 async def test_discount_approval_with_changes_then_acceptance(temporal_env, worker, people_engine, world):
     engine, client = people_engine, temporal_env.client
-    # 8 % on top of the contractor price: 17.2 % off list, above the sales manager's 10 %, below the CFO's 20 %.
+    # 12 % on top of the contractor price (9.00, itself 10 % off list): the policy routes on the rep's concession,
+    # 12 % — above the sales manager's 10 %, below the CFO's 20 % (against list it would be 20.8 %: the CFO too).
     handle = await start(temporal_env, worker, engine, world.customer_code,
-                         [(CABLE, "50", {"discount_percent": D("8")})])
+                         [(CABLE, "50", {"discount_percent": D("12")})])
     quote = number(handle)
     await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP, "big project"))
     await status(handle, "pending_approval")
@@ -290,7 +291,9 @@ async def test_discount_approval_with_changes_then_acceptance(temporal_env, work
         "confirmed", 2, D("427.50"), REP.username)
     with Session(engine) as s:
         request = s.scalars(select(ApprovalRequest).where(ApprovalRequest.request_key == f"quote:{quote}")).one()
-        assert request.status == "approved" and request.facts["discount_percent"] == str(edited.discount_percent)
+        # The resubmitted facts carry the concession after the edit: 5 % off the contractor price.
+        assert edited.concession_percent == D("5.000") and edited.discount_percent == D("14.500")
+        assert request.status == "approved" and request.facts["discount_percent"] == "5.000"
         assert list(s.scalars(select(HumanTask.outcome).where(HumanTask.request_key == f"quote:{quote}")
                               .order_by(HumanTask.id))) == ["changes_requested", "approved"]
     assert held(engine, quote) == D("50") and on_hand(engine, world, CABLE) == (D("100"), D("50"))
@@ -458,7 +461,7 @@ async def test_accept_as_soon_as_the_row_says_sent_is_not_refused(temporal_env, 
     # right then (as a person reloading, or a channel polling, can) must work.
     engine, client = people_engine, temporal_env.client
     handle = await start(temporal_env, worker, engine, world.customer_code,
-                         [(CABLE, "50", {"discount_percent": D("8")})])
+                         [(CABLE, "50", {"discount_percent": D("12")})])
     quote = number(handle)
     await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP, "big project"))
     task = await open_task(client, f"quote:{quote}")

@@ -517,3 +517,12 @@ def test_rules_module_imports_nothing_heavy():
     code = f"import sys, workflows.rules; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
+
+
+def test_concession_is_the_discount_off_the_agreed_pricelist_prices():
+    from workflows.rules import concession_percent
+    assert concession_percent(D("190.00"), D("165.50")) == D("12.895")  # 24.50 / 190
+    assert concession_percent(D("100.00"), D("100.00")) == D("0.000")
+    assert concession_percent(D("90.00"), D("99.00")) == D("-10.000")  # priced above the pricelist
+    assert concession_percent(D("0"), D("0")) == D("0.000")  # a free quote
+    assert concession_percent(D("1.00"), D("500.00")) == D("-999")  # floored to the column's range
