@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -rs --ignore=tests/e2e
 	$(PY) -m pytest -q -rs tests/e2e/test_browse_browser.py
 	$(PY) -m pytest -q -rs tests/e2e/test_inbox_browser.py
+	$(PY) -m pytest -q -rs tests/e2e/test_orders_browser.py
 
 clean-var:
 	rm -rf var/*.db var/*.db-* var/temporal*
