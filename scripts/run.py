@@ -363,7 +363,7 @@ Demo logins:
     )
 
 
-async def run_platform(settings: Settings) -> int:
+async def run_platform(settings: Settings, *, demo_orders: bool = False) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -396,7 +396,10 @@ async def run_platform(settings: Settings) -> int:
         children.append(await start_child("API", api_command, env=child_env))
 
         await wait_for_http(f"{base}/healthz", children, stop, API_START_TIMEOUT_SECONDS)
-        print_banner(settings, started_temporal, await wait_until_ready(f"{base}/readyz", stop))
+        readiness = await wait_until_ready(f"{base}/readyz", stop)
+        if demo_orders and readiness is not None and readiness.get("status") == "ok":
+            await create_demo_orders(settings, client)
+        print_banner(settings, started_temporal, readiness)
 
         waits = {asyncio.create_task(child.process.wait()): child for child in children}
         stopping = asyncio.create_task(stop.wait())
@@ -426,6 +429,23 @@ async def run_platform(settings: Settings) -> int:
         if children:
             print("Tradeflow: stopped. Data and history are kept for the next run.", flush=True)
     return exit_code
+
+
+async def create_demo_orders(settings: Settings, client) -> None:
+    """A few quotes taken through the real processes (scripts/demo_orders.py), once; a failure is reported and
+    the platform runs on without them."""
+    from models.db import make_engine
+    from scripts.demo_orders import ensure_demo_orders
+
+    engine = make_engine(settings.database_url)
+    try:
+        made = await ensure_demo_orders(engine, client, settings.temporal_task_queue)
+        if made:
+            print(f"Tradeflow: demo orders: {', '.join(made)}", flush=True)
+    except Exception as exc:  # demo data is a convenience: never a reason to stop the platform
+        print(f"Tradeflow: warning: demo orders not created: {exc}", flush=True)
+    finally:
+        engine.dispose()
 
 
 def prepare_database(settings: Settings, *, load_demo: bool) -> None:
@@ -478,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Tradeflow: interrupted before anything was started", file=sys.stderr)
         return 130
-    return asyncio.run(run_platform(settings))
+    return asyncio.run(run_platform(settings, demo_orders=not args.skip_demo))
 
 
 def exit_without_finalizing(code: int) -> None:

@@ -102,6 +102,9 @@ async def test_run_starts_everything_stops_everything_and_keeps_data(run_env, tm
         first.wait_for_output("Tradeflow is running")
         assert "demo data loaded" in first.output
         assert "demo approval policies published: quote v1" in first.output
+        # Six demo quotes went through the real processes to the states each role works on.
+        assert ("demo orders: Q-000001 draft, Q-000002 pending_approval, Q-000003 sent, Q-000004 confirmed, "
+                "Q-000005 credit_hold, Q-000006 delivered") in first.output
         assert f"Pages          {api}" in first.output
         assert f"Temporal UI    {ui}" in first.output
         assert "password for every demo login" in first.output
@@ -135,6 +138,7 @@ async def test_run_starts_everything_stops_everything_and_keeps_data(run_env, tm
         second.wait_for_output("Tradeflow is running")
         assert "demo data already present" in second.output
         assert "demo approval policies published" not in second.output  # published once, then left alone
+        assert "demo orders:" not in second.output and "demo orders not created" not in second.output
         client = await Client.connect(address)
         described = await client.get_workflow_handle(parked_id).describe()
         assert described.status == WorkflowExecutionStatus.RUNNING
