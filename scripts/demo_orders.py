@@ -28,7 +28,6 @@ from models.sales import SalesOrder
 from models.stock import Quant
 from workflows.contracts import (
     QUOTE_TO_CASH_WORKFLOW,
-    SHIPMENT_WORKFLOW,
     Actor,
     OrderView,
     QuoteCommand,
