@@ -595,6 +595,7 @@ def quote_state(session: Session, number: str) -> QuoteState:
         categories=tuple(sorted(categories)), lines=_line_states(session, order), version=order.version,
         warehouse_code=session.scalar(select(Warehouse.code).where(Warehouse.id == order.warehouse_id)) or "",
         concession_percent=Decimal(str(order.concession_percent)),
+        customer_name=customer.name,
     )
 
 

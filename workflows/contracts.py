@@ -508,6 +508,7 @@ class QuoteState:
     # The rep's discount off the customer's pricelist prices (rules.concession_percent): what approval routes on.
     # None in payloads from before it existed: the facts then fall back to discount_percent, as they were.
     concession_percent: Decimal | None = None
+    customer_name: str = ""  # for titles people read ("Quote Q-000123 for Elektro Nord GmbH")
 
 
 @dataclass(frozen=True)

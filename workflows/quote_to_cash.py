@@ -141,6 +141,12 @@ def _end_of(day: date) -> datetime:
     return _start_of(day + timedelta(days=1))
 
 
+def _customer(quote: QuoteState) -> str:
+    # Payloads from before customer_name existed carry only the code.
+    # Titles are stored in 200 characters; a long legal name is cut, the code stays whole.
+    return f"{quote.customer_name[:120]} ({quote.customer_code})" if quote.customer_name else quote.customer_code
+
+
 def concession_of(quote: QuoteState) -> Decimal:
     return quote.concession_percent if quote.concession_percent is not None else quote.discount_percent
 
@@ -288,7 +294,7 @@ class QuoteToCash:
                 request_key=request_key,
                 kind=DocumentKind.quote.value,
                 document_ref=self._number,
-                title=f"Quote {self._number} for {quote.customer_code}",
+                title=f"Quote {self._number} for {_customer(quote)}",
                 requester=self._request.rep,
                 facts=quote_facts(quote, self._request.rep),
                 details=_quote_details(quote),
@@ -387,7 +393,7 @@ class QuoteToCash:
                 request_key=request_key,
                 kind=DocumentKind.credit_hold.value,
                 document_ref=self._number,
-                title=f"Credit hold: {self._number} for {quote.customer_code}",
+                title=f"Credit hold: {self._number} for {_customer(quote)}",
                 requester=self._request.rep,
                 facts=RequestFacts(amount=credit.this_order, customer_segment=quote.customer_segment,
                                    branch=quote.branch, requester=self._request.rep),

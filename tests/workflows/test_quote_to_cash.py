@@ -294,6 +294,7 @@ async def test_discount_approval_with_changes_then_acceptance(temporal_env, work
         # The resubmitted facts carry the concession after the edit: 5 % off the contractor price.
         assert edited.concession_percent == D("5.000") and edited.discount_percent == D("14.500")
         assert request.status == "approved" and request.facts["discount_percent"] == "5.000"
+        assert request.title == f"Quote {quote} for Elektro Muster GmbH (C-1000)"  # a name people recognise
         assert list(s.scalars(select(HumanTask.outcome).where(HumanTask.request_key == f"quote:{quote}")
                               .order_by(HumanTask.id))) == ["changes_requested", "approved"]
     assert held(engine, quote) == D("50") and on_hand(engine, world, CABLE) == (D("100"), D("50"))
