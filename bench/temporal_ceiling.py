@@ -64,11 +64,19 @@ class OneActivityWorkflow:
         )
 
 
+# What worker_main registers from a module: this one's, or another benchmark's (bench/quote_to_cash.py).
+WORKFLOWS = [NoActivityWorkflow, OneActivityWorkflow]
+ACTIVITIES = [noop_activity]
+
+
 # ------------------------------------------------------------------------------------------- worker process
 
 
-def worker_main(address: str, namespace: str, task_queue: str) -> None:
-    """The worker, in a process of its own (as in production): polls until SIGTERM."""
+def worker_main(address: str, namespace: str, task_queue: str, module: str = "bench.temporal_ceiling") -> None:
+    """The worker, in a process of its own (as in production): polls until SIGTERM. It registers the WORKFLOWS
+    and ACTIVITIES of `module` (this one by default)."""
+    import importlib
+
     from temporalio.client import Client
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
@@ -84,13 +92,14 @@ def worker_main(address: str, namespace: str, task_queue: str) -> None:
         # harness, not a workflow module, and re-running it (~4 ms) would be charged to Temporal. Passing it
         # through keeps the sandbox on and measures Temporal's own cost.
         runner = SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(__name__)
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(__name__, module)
         )
+        shapes = importlib.import_module(module)
         async with Worker(
             client,
             task_queue=task_queue,
-            workflows=[NoActivityWorkflow, OneActivityWorkflow],
-            activities=[noop_activity],
+            workflows=shapes.WORKFLOWS,
+            activities=shapes.ACTIVITIES,
             workflow_runner=runner,
         ):
             await stop.wait()
@@ -218,33 +227,55 @@ async def run_batch(client, task_queue: str, workflow_name: str, n: int, in_flig
             "wf_per_s": len(latencies) / wall, "p50_ms": cut[49] * 1000, "p95_ms": cut[94] * 1000}  # fmt: skip
 
 
-async def measure(args: argparse.Namespace) -> tuple[list[Cell], dict]:
+async def start_dev_server(scratch: Path):
+    """A fresh dev server with exactly `make run`'s flags, its history file in `scratch`, OS-chosen ports.
+    Returns (the WorkflowEnvironment, the server's pid for CPU readings, the flags)."""
     from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
     from scripts.run import TUNED_DEV_SERVER_FLAGS, temporal_cli
     from workflows.search_attributes import dev_server_args
 
-    cli = temporal_cli()
     flags = [*dev_server_args(), *TUNED_DEV_SERVER_FLAGS]
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=temporal_cli(),
+        dev_server_database_filename=str(Path(scratch) / "temporal-dev.db"),
+        dev_server_extra_args=flags,
+        data_converter=pydantic_data_converter,
+    )
+    return env, child_pid_named("temporal"), flags
+
+
+def spawn_shape_worker(client, task_queue: str, log_path: Path,
+                       module: str = "bench.temporal_ceiling") -> subprocess.Popen:
+    """worker_main in a process of its own, registering `module`'s shapes; output to `log_path`."""
+    address = client.service_client.config.target_host
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-c", "import sys; from bench.temporal_ceiling import worker_main; worker_main(*sys.argv[1:])",
+             address, client.namespace, task_queue, module],
+            cwd=project_root(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def stop_worker(worker: subprocess.Popen) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+
+
+async def measure(args: argparse.Namespace) -> tuple[list[Cell], dict]:
+    from scripts.run import temporal_cli
+
+    cli = temporal_cli()
     with tempfile.TemporaryDirectory(prefix="tradeflow-bench-") as scratch:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=cli,
-            dev_server_database_filename=str(Path(scratch) / "temporal-dev.db"),
-            dev_server_extra_args=flags,
-            data_converter=pydantic_data_converter,
-        )
-        server_pid = child_pid_named("temporal")
+        env, server_pid, flags = await start_dev_server(Path(scratch))
         client = env.client
-        address = client.service_client.config.target_host
         task_queue = f"bench-{uuid.uuid4()}"
         worker_log_path = Path(scratch) / "worker.log"
-        worker_log = open(worker_log_path, "wb")  # noqa: SIM115 (closed in the finally below)
-        worker = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from bench.temporal_ceiling import worker_main; worker_main(*sys.argv[1:])",
-             address, client.namespace, task_queue],
-            cwd=project_root(), stdout=worker_log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        worker = spawn_shape_worker(client, task_queue, worker_log_path)
         cells: list[Cell] = []
         try:
             for shape, workflow_name in SHAPES.items():
@@ -272,12 +303,7 @@ async def measure(args: argparse.Namespace) -> tuple[list[Cell], dict]:
             print("bench worker log (last lines):\n" + "\n".join(tail), file=sys.stderr)
             raise
         finally:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-            worker_log.close()
+            stop_worker(worker)
             await env.shutdown()
     version = subprocess.run([cli, "--version"], capture_output=True, text=True).stdout.strip()
     return cells, {"temporal_cli": version, "flags": flags}

@@ -1,0 +1,332 @@
+"""Drives straight-through orders end to end through a Temporal client, as the API and people would, and keeps
+going while the worker dies and comes back. Used by tests/workflows/test_quote_to_cash_faults.py (the worker is
+SIGKILLed under it) and bench/quote_to_cash.py (no faults: the same path, timed).
+
+One order: the rep's quote row (models.orders.create_quote), QuoteToCash started, `submit`, wait for "sent" (no
+approval rule matches), the customer's `accept`, the warehouse's picked / packed / shipped through the Shipment
+workflow's `step` Update, wait for "delivered", finance records one payment per invoice (models.orders.
+record_payment, naming the invoice so the money lands on this order) and signals `payment_received`, then the
+workflow's result.
+
+How a caller survives a worker that is gone:
+
+- Timeouts and "unavailable" are retryable: every call carries a short rpc_timeout (an Update sent while no worker
+  runs would otherwise wait for one indefinitely) and is sent again after a pause.
+- A retried Update gets a fresh update id, as a person clicking again would. If an earlier attempt did take effect
+  before its answer was lost, the retry is refused by the workflow ("quote ... is already accepted", "cannot
+  submit: quote ... is pending_approval"). Such a refusal, after an attempt whose fate is unknown, is not trusted on
+  its word: the driver reads the workflow's state (the view query) and counts it as success only once the state
+  shows the earlier attempt's effect (`reached`); a refusal with no earlier unknown attempt is a real failure.
+- "Another step is being recorded; try again" (StaleVersion) means an earlier attempt is still running: wait, retry.
+- A Shipment step repeated after it took effect is answered with the current state (the workflow treats a repeat as
+  a no-op), so there the retry itself is the recognition; after "shipped" the Shipment workflow may have ended
+  before the retry ("workflow execution already completed"): its result, status shipped, is the recognition.
+- A query while the workflow's last task died with the worker is refused as "not ready": retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+from temporalio.client import (
+    Client,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.sales import ORDER_STATE_INVALID, STALE_VERSION
+from models.common import utcnow
+from models.demo_policies import credit_hold_policy
+from models.inventory import MoveRequest, post_move
+from models.masterdata import Customer
+from models.orders import QuoteDraft, create_quote, record_payment
+from models.sales import CustomerInvoice, NumberSequence, SalesOrder
+from tests.approval_world import add_people, publish_policy, two_step_quote_policy
+from tests.sales_world import CABLE, LAMP, SalesWorld, build_sales_world_in
+from workflows.contracts import (
+    Actor,
+    OrderStatus,
+    OrderView,
+    PaymentNotice,
+    QuoteCommand,
+    QuoteLineInput,
+    QuoteToCashInput,
+    ShipmentState,
+    ShipmentStepCommand,
+    q2c_id,
+    shipment_id,
+)
+from workflows.quote_to_cash import QuoteToCash, ShipmentWorkflow
+
+REP = Actor("sam.sales", ("sales",))
+CUSTOMER_ACTOR = Actor("orders@muster.test", ("customer",))
+WAREHOUSE = Actor("walter.warehouse", ("warehouse",))
+FINANCE = "fiona.finance"
+
+# Short enough that a call into a dead worker comes back soon to be retried; long enough for a loaded machine.
+RPC_TIMEOUT = timedelta(seconds=5)
+RETRY_PAUSE = 0.5
+RETRYABLE_RPC = frozenset({RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.UNAVAILABLE, RPCStatusCode.CANCELLED,
+                           RPCStatusCode.ABORTED, RPCStatusCode.RESOURCE_EXHAUSTED})
+AFTER_ACCEPT = frozenset({OrderStatus.confirmed, OrderStatus.delivered, OrderStatus.done})
+
+
+PRICE = {CABLE: Decimal("9.00"), LAMP: Decimal("50.00")}  # contractor prices of the sales world (tests/sales_world.py)
+COST = {CABLE: Decimal("6.00"), LAMP: Decimal("30.00")}  # FIFO, one cost per product in this world
+
+
+def straight_through_world(engine: Engine, received: dict[str, Decimal]) -> SalesWorld:
+    """The sales world (committed) made for straight-through orders of C-1000: approval and credit-hold policies
+    published, `received` extra units of each sku on the shelf at its cost, and a credit limit that many orders in
+    flight at once cannot reach (these orders are about the process, not credit holds)."""
+    with Session(engine) as s, s.begin():
+        add_people(s)
+    world = build_sales_world_in(engine)
+    with Session(engine) as s, s.begin():
+        # Tests share one dev server, where workflow ids must not meet: quotes are numbered from a random start.
+        s.add(NumberSequence(name="quote", prefix="Q-", next_value=uuid.uuid4().int % 900_000 + 100_000))
+        publish_policy(s, two_step_quote_policy())  # no order here goes above its 10 % discount: no approval
+        publish_policy(s, credit_hold_policy())
+        customer = s.scalars(select(Customer).where(Customer.code == world.customer_code)).one()
+        customer.credit_limit = Decimal("10000000.00")
+        s.add(customer)
+        for sku, quantity in received.items():
+            post_move(s, MoveRequest(key=f"straight-through:receipt:{sku}", product_id=world.product_id(sku),
+                                     quantity=quantity, source_location_id=world.supplier_location_id,
+                                     dest_location_id=world.stock_location_id, unit_cost=COST[sku]))
+    return world
+
+
+def plan_order(rng: random.Random) -> tuple[OrderLine, ...]:
+    """1–4 cables (invoiced on delivery), and in two orders of three 1–2 lamps (invoiced at confirmation)."""
+    lines = [OrderLine(CABLE, Decimal(rng.randint(1, 4)))]
+    if rng.random() < 2 / 3:
+        lines.append(OrderLine(LAMP, Decimal(rng.randint(1, 2))))
+    return tuple(lines)
+
+
+class OrderStuck(AssertionError):
+    """An order did not reach the state it should have within the driver's patience."""
+
+
+@dataclass
+class DriverStats:
+    """What the faults did to the callers (reported by the fault test, and proof that the faults hit something)."""
+
+    retried: Counter = field(default_factory=Counter)  # "accept: WorkflowUpdateRPCTimeoutOrCancelledError" -> n
+    recognised: list[str] = field(default_factory=list)  # refusals recognised as an earlier attempt's success
+    try_again: int = 0  # StaleVersion answers: an earlier attempt still running
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    sku: str
+    quantity: Decimal
+
+
+@dataclass(frozen=True)
+class OrderRun:
+    number: str
+    view: OrderView
+    seconds: float  # quote created -> order done, as the driver saw it
+    payments: tuple[str, ...]  # bank references
+
+
+def _retryable(err: BaseException) -> bool:
+    if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
+        return True
+    if not isinstance(err, RPCError):
+        return False
+    # A query while the workflow's last task timed out with its dead worker: "Unable to query workflow due to
+    # Workflow Task in failed state" until the next worker has run it again.
+    return err.status in RETRYABLE_RPC or _detail(err).endswith("WorkflowNotReadyFailure")
+
+
+def _detail(err: RPCError) -> str:
+    details = err.grpc_status.details
+    return details[0].type_url if details else ""
+
+
+def _completed(err: BaseException) -> bool:
+    """The Update's workflow has closed (NOT_FOUND "workflow execution already completed")."""
+    return isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND and "completed" in err.message
+
+
+class OrderDriver:
+    def __init__(self, client: Client, task_queue: str, engine: Engine, customer_code: str, *,
+                 poll_seconds: float = 0.2, patience_seconds: float = 300.0,
+                 stats: DriverStats | None = None) -> None:
+        self.client = client
+        self.task_queue = task_queue
+        self.engine = engine
+        self.customer_code = customer_code
+        self.poll = poll_seconds
+        self.patience = patience_seconds
+        self.stats = stats or DriverStats()
+
+    # ------------------------------------------------------------------------------------------ one order
+
+    async def run_order(self, lines: tuple[OrderLine, ...]) -> OrderRun:
+        started = time.perf_counter()
+        number = await asyncio.to_thread(self._create_quote, lines)
+        handle = await self._start(number)
+
+        await self._update(handle, "submit", QuoteToCash.submit, QuoteCommand(REP),
+                           reached=lambda v: v.status != OrderStatus.draft)
+        await self.until(handle, lambda v: v.status == OrderStatus.sent, "sent")
+        await self._update(handle, "accept", QuoteToCash.accept, QuoteCommand(CUSTOMER_ACTOR),
+                           reached=lambda v: v.status in AFTER_ACCEPT)
+
+        shipment_number = f"SHP-{number}-1"
+        await self.until(handle, lambda v: shipment_number in v.open_shipments
+                         or v.status in (OrderStatus.delivered, OrderStatus.done), "shipment 1 open")
+        shipment = self.client.get_workflow_handle_for(ShipmentWorkflow.run, shipment_id(number, 1))
+        for step in ("picked", "packed", "shipped"):
+            state: ShipmentState = await self._update(shipment, f"step {step}", ShipmentWorkflow.step,
+                                                      ShipmentStepCommand(WAREHOUSE, step),
+                                                      closed=lambda: self._shipped(shipment))
+            assert state.status in ("picked", "packed", "shipped"), state
+
+        await self.until(handle, lambda v: v.status == OrderStatus.delivered, "delivered")
+        payments = await asyncio.to_thread(self._pay_invoices, number)
+        for reference, customer_id, amount in payments:
+            await self._retrying(f"signal {reference}", lambda r=reference, c=customer_id, a=amount: handle.signal(
+                QuoteToCash.payment_received, PaymentNotice(r, c, a), rpc_timeout=RPC_TIMEOUT))
+        view = await self._result(handle)
+        return OrderRun(number, view, time.perf_counter() - started, tuple(p[0] for p in payments))
+
+    # ------------------------------------------------------------------------------------------ database
+
+    def _create_quote(self, lines: tuple[OrderLine, ...]) -> str:
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            order = create_quote(s, QuoteDraft(self.customer_code, tuple(QuoteLineInput(ln.sku, ln.quantity)
+                                                                        for ln in lines)),
+                                 rep=REP.username, today=utcnow().date())
+            return order.number
+
+    def _pay_invoices(self, number: str) -> list[tuple[str, int, Decimal]]:
+        """One payment per invoice of the order, naming it (an unnamed payment would settle the customer's oldest
+        open invoice, another order's). Idempotent by bank reference: a repeat returns the first payment."""
+        paid = []
+        with Session(self.engine, expire_on_commit=False) as s, s.begin():
+            order = s.scalars(select(SalesOrder).where(SalesOrder.number == number)).one()
+            invoices = s.scalars(select(CustomerInvoice).where(CustomerInvoice.order_id == order.id,
+                                                               CustomerInvoice.kind == "invoice")
+                                 .order_by(CustomerInvoice.id)).all()
+            for invoice in invoices:
+                payment, _ = record_payment(s, reference=f"PAY-{invoice.number}", customer_code=self.customer_code,
+                                            amount=invoice.amount_total, payment_date=utcnow().date(),
+                                            recorded_by=FINANCE, invoice_number=invoice.number)
+                paid.append((payment.reference, payment.customer_id, payment.amount))
+        return paid
+
+    # ------------------------------------------------------------------------------------------ Temporal
+
+    async def _start(self, number: str) -> WorkflowHandle:
+        attempted = False
+        while True:
+            try:
+                return await self.client.start_workflow(
+                    QuoteToCash.run, QuoteToCashInput(number, REP.username), id=q2c_id(number),
+                    task_queue=self.task_queue, rpc_timeout=RPC_TIMEOUT)
+            except WorkflowAlreadyStartedError:
+                if not attempted:
+                    raise
+                # The earlier attempt started it and its answer was lost (ids are business keys: no second run).
+                self.stats.recognised.append(f"{number} start: already started")
+                return self.client.get_workflow_handle_for(QuoteToCash.run, q2c_id(number))
+            except Exception as err:
+                if not _retryable(err):
+                    raise
+                attempted = True
+                self.stats.retried[f"start: {type(err).__name__}"] += 1
+                await asyncio.sleep(RETRY_PAUSE)
+
+    async def _shipped(self, shipment: WorkflowHandle) -> ShipmentState | None:
+        """The shipment's final state, if its workflow ended shipped."""
+        result = await self._retrying("result", lambda: shipment.result(rpc_timeout=RPC_TIMEOUT))
+        return result if result.status == "shipped" else None
+
+    async def _update(self, handle: WorkflowHandle, what: str, update, arg,
+                      reached: Callable[[OrderView], bool] | None = None,
+                      closed: Callable[[], Awaitable[Any]] | None = None):
+        """Send an Update until it succeeds; see the module docstring for what counts as success. `closed` says
+        what a workflow that has ended meanwhile means for this Update (None: the Update did not succeed)."""
+        unknown = False  # an earlier attempt may have taken effect
+        async with asyncio.timeout(self.patience):
+            while True:
+                try:
+                    return await handle.execute_update(update, arg, id=f"{what}-{uuid.uuid4()}",
+                                                       rpc_timeout=RPC_TIMEOUT)
+                except WorkflowUpdateFailedError as err:
+                    cause = err.cause
+                    kind = cause.type if isinstance(cause, ApplicationError) else None
+                    if kind == STALE_VERSION:
+                        self.stats.try_again += 1
+                        await asyncio.sleep(RETRY_PAUSE)
+                        continue
+                    if unknown and kind == ORDER_STATE_INVALID and reached is not None:
+                        # Trust the state, not the refusal: wait until it shows the earlier attempt's effect.
+                        view = await self.until(handle, reached, f"{what} (recognised)")
+                        self.stats.recognised.append(f"{handle.id} {what}: {cause.message} -> {view.status}")
+                        return view.status
+                    raise
+                except Exception as err:
+                    if unknown and closed is not None and _completed(err):
+                        # e.g. "shipped" took effect, the shipment workflow ended, and the answer was lost.
+                        outcome = await closed()
+                        if outcome is None:
+                            raise
+                        self.stats.recognised.append(f"{handle.id} {what}: workflow already completed")
+                        return outcome
+                    if not _retryable(err):
+                        raise
+                    unknown = True
+                    self.stats.retried[f"{what.split()[0]}: {type(err).__name__}"] += 1
+                    await asyncio.sleep(RETRY_PAUSE)
+
+    async def _retrying(self, what: str, call):
+        async with asyncio.timeout(self.patience):
+            return await self._retry(what, call)
+
+    async def _retry(self, what: str, call):
+        while True:
+            try:
+                return await call()
+            except Exception as err:
+                if not _retryable(err):
+                    raise
+                self.stats.retried[f"{what.split()[0]}: {type(err).__name__}"] += 1
+                await asyncio.sleep(RETRY_PAUSE)
+
+    async def view(self, handle: WorkflowHandle) -> OrderView:
+        return await self._retrying("query", lambda: handle.query(QuoteToCash.view, rpc_timeout=RPC_TIMEOUT))
+
+    async def until(self, handle: WorkflowHandle, check: Callable[[OrderView], bool], what: str) -> OrderView:
+        """Poll the view query until `check` holds (a guard against hanging, not a speed assertion)."""
+        deadline = time.monotonic() + self.patience
+        while True:
+            view = await self.view(handle)
+            if check(view):
+                return view
+            if time.monotonic() > deadline:
+                raise OrderStuck(f"{handle.id} never reached {what}: {view.status}, waiting for {view.waiting_for}")
+            await asyncio.sleep(self.poll)
+
+    async def _result(self, handle: WorkflowHandle) -> OrderView:
+        return await self._retrying("result", lambda: handle.result(rpc_timeout=RPC_TIMEOUT))
