@@ -1,7 +1,8 @@
 """QuoteToCash's durable timers on the time-skipping test server: a quote expires at the end of its validity date;
 an unpaid invoice gets reminders at the dunning dates, then goes to collections (and finance hears of it); a
 ship-complete order finds a receipt nobody signalled on its hourly retry; a customer asked about a backorder who
-does not answer within 48 hours gets the default; a shipment late for its promised date is announced once."""
+does not answer within 48 hours gets the default; a shipment late for its promised date is announced once; a credit
+hold nobody releases escalates to the CFO, then cancels the order."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.worker import Worker
 
 from activities import build_activities
-from models.approvals import OutboxMessage
+from models.approvals import HumanTask, OutboxMessage
 from models.common import utcnow
+from models.demo_policies import credit_hold_policy
 from models.inventory import MoveRequest, post_move
 from models.orders import QuoteDraft, create_quote, record_payment
 from models.sales import CustomerInvoice, NumberSequence, SalesOrder, SalesOrderLine, Shipment, ShipmentLine
@@ -309,3 +311,38 @@ async def test_a_shipment_late_for_its_promised_date_is_announced_once(skipping_
         await keep_history(client.get_workflow_handle(shipment_id(number, 1)), "shipment_delay_notice_then_shipped")
     assert view.status == "done"
     assert len(mails_under(people_engine, key)) == 2  # once, however long it was late
+
+
+async def test_a_credit_hold_nobody_releases_escalates_then_cancels_the_order(skipping_env, people_engine):
+    world = build_sales_world_in(people_engine)
+    with Session(people_engine) as s, s.begin():
+        publish_policy(s, credit_hold_policy())  # controller; to the CFO after 8 h; rejected after 48 h
+    # Tight Credit KG: 1,000.00 limit; 100 cables at list are 1,190.00 with VAT.
+    number = quote_for(people_engine, world.tight_customer_code, "100")
+    client = skipping_env.client
+    async with running(skipping_env, people_engine) as queue:
+        handle = await client.start_workflow(
+            QuoteToCash.run, QuoteToCashInput(number, REP.username), id=q2c_id(number), task_queue=queue)
+        await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP))
+        await sent(handle)
+        assert await handle.execute_update(QuoteToCash.accept, QuoteCommand(REP)) == "credit_hold"
+
+        def hold_task() -> HumanTask | None:
+            with Session(people_engine) as s:
+                return s.scalars(select(HumanTask).where(HumanTask.request_key == f"credit_hold:{number}")).first()
+
+        await until(lambda: hold_task() is not None, "the credit controllers' task")
+        assert hold_task().candidate_groups == ["credit-controller"]
+        await skipping_env.sleep(timedelta(hours=9))
+        await until(lambda: "cfo" in (hold_task().candidate_groups or []), "escalation to the CFO")
+        assert _status(people_engine, number) == "credit_hold"
+        view = await handle.result()  # time skips to the 48 h expiry: rejected, the order is cancelled
+    assert view.status == "cancelled"
+    task = hold_task()
+    assert (task.status, task.escalation_level) == ("expired", 1)
+    with Session(people_engine) as s:
+        order = s.scalars(select(SalesOrder).where(SalesOrder.number == number)).one()
+        lines = list(s.scalars(select(SalesOrderLine).where(SalesOrderLine.order_id == order.id)))
+        assert order.status == "cancelled" and order.closed_at is not None
+        assert [(ln.qty_reserved, ln.qty_cancelled, ln.qty_delivered) for ln in lines] == [(D("0"), D("100"), D("0"))]
+        assert s.scalars(select(CustomerInvoice).where(CustomerInvoice.order_id == order.id)).first() is None
