@@ -25,20 +25,12 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 def build_policy_app(engine, sqlite_url: str):
-    """The real app over `engine` (people of tests/approval_world.py, all with PASSWORD), with the policy routers
-    included when api/main.py does not include them yet."""
-    from api import policies, policy_pages
-
+    """The real app over `engine` (people of tests/approval_world.py, all with PASSWORD)."""
     with Session(engine) as session, session.begin():
         add_people(session)
         for user in session.scalars(select(User)):
             user.password_hash = _hash(PASSWORD)
     app = make_app(engine, sqlite_url)
-    paths = {getattr(r, "path", "") for r in app.routes}
-    if "/api/v1/policies" not in paths:
-        app.include_router(policies.router)
-    if "/policies" not in paths:
-        app.include_router(policy_pages.router)
     return app
 
 

@@ -24,7 +24,6 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from api import inbox as inbox_api
-from api import inbox_pages
 from api.deps import token_sha256
 from api.main import create_app
 from config import Settings
@@ -65,11 +64,6 @@ def build_app(engine, database_url: str, temporal_client=None, **settings):
                               **settings))
     app.state.engine.dispose()
     app.state.engine = engine
-    paths = {getattr(r, "path", "") for r in app.routes}
-    if "/api/v1/tasks" not in paths:  # until api/main.py includes the inbox routers
-        app.include_router(inbox_api.router)
-    if "/inbox" not in paths:
-        app.include_router(inbox_pages.router)
     if temporal_client is not None:
         app.state.temporal_client = temporal_client
     return app

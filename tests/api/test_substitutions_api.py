@@ -11,7 +11,6 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api import substitutions
 from models.approvals import Substitution
 from models.common import utcnow
 from models.records import AuditEvent
@@ -31,10 +30,7 @@ URL = "/api/v1/substitutions"
 
 @pytest.fixture(autouse=True)
 def substitution_routes(api_app):
-    """The routers under test, unless api/main.py already includes them."""
-    if not any(getattr(r, "path", None) == URL for r in api_app.routes):
-        api_app.include_router(substitutions.router, prefix="/api/v1")
-        api_app.include_router(substitutions.pages)
+    """The app under test (api/main.py includes the substitution routers)."""
     return api_app
 
 

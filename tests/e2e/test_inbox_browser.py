@@ -18,8 +18,6 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from api import inbox as inbox_api
-from api import inbox_pages
 from api.main import create_app
 from config import Settings
 from models.approvals import HumanTask
@@ -127,9 +125,6 @@ async def test_approver_approves_in_the_browser_and_the_cfo_gets_the_next_step(
     app = create_app(Settings(database_url=sqlite_url, app_env="test", secret_key="inbox-e2e-secret-0123456789"))
     app.state.engine.dispose()
     app.state.engine = people_engine
-    if "/inbox" not in {getattr(r, "path", "") for r in app.routes}:  # until api/main.py includes them
-        app.include_router(inbox_api.router)
-        app.include_router(inbox_pages.router)
     app.state.temporal_client = temporal_env.client  # updates go to the existing workflow ids
     base, server, serving, sock = await _serve(app)
 
