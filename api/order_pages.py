@@ -2,7 +2,7 @@
 (new and edit) with server-side messages next to each field; the order page (lines, totals, margin, credit
 exposure, the process timeline, approval tasks, shipments, invoices, payments, and the actions the status and
 the viewer's roles allow); a printable document; the warehouse's shipment pages with a scan field; and the payment
-form for finance.
+form for finance, with the upload of a bank statement (api/routes/imports.py) and its result line by line.
 
 Every form posts with the session's CSRF token. The actions go through the service in api/quotes.py, the same
 code as the JSON API, and answer with a 303 back and a flash message saying what happened or why it was refused;
@@ -22,12 +22,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import ValidationError
 from sqlmodel import Session
+from starlette.datastructures import UploadFile
 
 from api import quotes as service
 from api.deps import CsrfProtected, PageUser, SessionDep, SettingsDep, current_roles
 from api.health import get_temporal_client
 from api.inbox import Refusal
 from api.pages import DEFAULT_PER_PAGE, PER_PAGE_CHOICES, Listing
+from api.routes.imports import MAX_IMPORT_BYTES, PaymentImportOutcome, import_payment_file
+from models.csv_import import ImportFailed
 from models import order_views as views
 from models.inbox import sla_state
 from models.users import User
@@ -562,11 +565,19 @@ async def warehouse_step(shipment_number: str, request: Request, session: Sessio
 PAYMENT_FIELDS = ("reference", "customer_code", "amount", "payment_date", "invoice_number")
 
 
-def _payment_context(session: Session, values: dict[str, str], errors: dict[str, str], message: str = ""):
+def _payment_context(session: Session, values: dict[str, str], errors: dict[str, str], message: str = "", *,
+                     imported: PaymentImportOutcome | None = None, import_failed: ImportFailed | None = None,
+                     import_message: str = "", filename: str = ""):
     customer = views.customer_by_code(session, values.get("customer_code", ""))
     return {"title": "Record a payment", "active_nav": "orders", "values": values, "errors": errors,
             "message": message, "customers": views.customers_for_form(session),
-            "invoices": views.open_invoices(session, customer.id if customer else None)}
+            "invoices": views.open_invoices(session, customer.id if customer else None),
+            "imported": imported, "import_failed": import_failed, "import_message": import_message,
+            "filename": filename}
+
+
+def _today_values() -> dict[str, str]:
+    return {**{name: "" for name in PAYMENT_FIELDS}, "payment_date": datetime.now(UTC).date().isoformat()}
 
 
 @router.get("/payments/new", response_class=HTMLResponse, name="payment_new")
@@ -608,3 +619,31 @@ async def payment_create(request: Request, session: SessionDep, user: PageUser, 
         return _redirect("/payments/new")
     context = _payment_context(session, values, errors, "The payment was not recorded: please correct the fields.")
     return _render(request, session, "orders/payment.html", context, code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+@router.post("/payments/import", dependencies=[CsrfProtected], name="payment_import")
+async def payment_import(request: Request, session: SessionDep, user: PageUser, settings: SettingsDep):
+    """A bank statement uploaded by finance: the payment page again, with every line's result (created or skipped,
+    the orders told and not told), or every bad line's reason (422) and nothing recorded."""
+    viewer = _viewer(request, user)
+    if not viewer.has("finance"):
+        return _forbidden(request, session, "import payments (finance does)")
+    posted = await request.form()
+    upload = posted.get("file")
+    filename = (upload.filename or "")[:200] if isinstance(upload, UploadFile) else ""
+    data = await upload.read(MAX_IMPORT_BYTES + 1) if isinstance(upload, UploadFile) else b""
+    problem = ("Choose the bank statement's CSV file first." if not data else
+               f"The file is too large: at most {MAX_IMPORT_BYTES // (1024 * 1024)} MB." if len(data) > MAX_IMPORT_BYTES
+               else "")
+    if problem:
+        context = _payment_context(session, _today_values(), {}, import_message=problem, filename=filename)
+        return _render(request, session, "orders/payment.html", context, code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    outcome = await import_payment_file(session, _client_source(request, settings), viewer.username, data, filename)
+    if isinstance(outcome, ImportFailed):
+        context = _payment_context(session, _today_values(), {}, import_failed=outcome, filename=filename,
+                                   import_message=f"Nothing was recorded: {len(outcome.errors)} problem(s) in "
+                                                  f"{filename or 'the file'}. Correct the lines below and upload it "
+                                                  "again.")
+        return _render(request, session, "orders/payment.html", context, code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    context = _payment_context(session, _today_values(), {}, imported=outcome, filename=filename)
+    return _render(request, session, "orders/payment.html", context)

@@ -12,7 +12,11 @@ pages (api/order_pages.py) alike.
 - After a rep edits a quote an approver sent back ("changes requested"), the API sends the approval chain its
   `resubmit` Update with the new facts (api.inbox.resubmit, the inbox's own code).
 - Payments are written first (models.orders.record_payment, idempotent by reference) and then signalled to the
-  QuoteToCash workflows they concern (payment_received); a workflow that cannot be told is listed in the answer.
+  QuoteToCash workflows they concern (payment_received, `tell_payments`, which the bank statement import in
+  api/routes/imports.py calls too); a workflow that cannot be told is listed in the answer.
+- A shipment step repeated after its Shipment workflow ended (it ends once shipped) answers with the shipment as it
+  stands, like a repeat the running workflow answers; the engine's RPC failures (unreachable, busy, a workflow whose
+  task keeps failing) are 503s that say to try again, never 500s.
 
 Reads (list, detail) come from the tables (models/order_views.py); the detail adds the workflow's view() query for
 the timeline when the engine answers. Database transactions end before any Temporal call: on SQLite a transaction
@@ -38,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 from temporalio.client import (
     Client,
+    WorkflowFailureError,
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
@@ -67,7 +72,10 @@ from workflows.contracts import (
     QuoteLineInput,
     QuoteState,
     QuoteToCashInput,
+    ShipmentLineState,
+    ShipmentResult,
     ShipmentState,
+    ShipmentStatus,
     ShipmentStepCommand,
     q2c_id,
     shipment_id,
@@ -116,6 +124,7 @@ REFUSAL_STATUS: dict[str, int] = {
     "Unavailable": status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 REFUSAL_HEADER = inbox_api.REFUSAL_HEADER
+PROCESS_ENDED = "ProcessEnded"
 
 ClientSource = Callable[[], Awaitable[Client]]
 
@@ -513,24 +522,47 @@ async def client_or_refusal(client_source: ClientSource) -> Client:
         raise Refusal(exc.status_code, "Unavailable", str(exc.detail)) from None
 
 
-# Refusals that say "not yet" rather than "no": a workflow that has just started refuses with NotReady until its
-# first activity loaded the quote, which a client calling submit right after create would otherwise see.
-TRANSIENT_REFUSALS = frozenset({"NotReady"})
+# Refusals that say "not yet" rather than "no", and how often each is tried before the answer goes out: a workflow
+# that has just started refuses with NotReady until its first activity loaded the quote, which a client calling
+# submit right after create would otherwise see; WorkflowNotReady is the server's refusal while the workflow's last
+# task keeps failing (its worker died mid-task, or a bug), which a retry a moment later may find over.
+TRANSIENT_REFUSALS: dict[str, int] = {"NotReady": 25, "WorkflowNotReady": 5}
 TRANSIENT_RETRY_SECONDS = 0.2
-TRANSIENT_RETRY_ATTEMPTS = 25
+TRY_AGAIN = "try again in a few seconds"
 
 
 async def execute_update(client: Client, workflow_id: str, name: str, arg: Any, result_type: type | None,
                          what: str) -> Any:
     """One Update; a refusal becomes a Refusal with the validator's type and message."""
-    for _ in range(TRANSIENT_RETRY_ATTEMPTS - 1):
+    tries = 0
+    while True:
         try:
             return await _execute_update(client, workflow_id, name, arg, result_type, what)
         except Refusal as refusal:
-            if refusal.reason not in TRANSIENT_REFUSALS:
+            tries += 1
+            if tries >= TRANSIENT_REFUSALS.get(refusal.reason, 0):
                 raise
         await asyncio.sleep(TRANSIENT_RETRY_SECONDS)
-    return await _execute_update(client, workflow_id, name, arg, result_type, what)
+
+
+def workflow_not_ready(err: RPCError) -> bool:
+    """The server's refusal of a request to a workflow whose workflow task keeps failing ("Unable to query workflow
+    due to Workflow Task in failed state", a WorkflowNotReady failure) until a worker runs that task through. The
+    dev server refuses queries so (tests/api/test_payment_import_api.py) and holds Updates until our deadline; a
+    server that refuses an Update so has not admitted it, so sending it again is safe."""
+    return (any(d.type_url.endswith("WorkflowNotReadyFailure") for d in err.grpc_status.details)
+            or "Workflow Task in failed state" in err.message)
+
+
+def engine_refusal(err: RPCError, what: str) -> Refusal:
+    """An RPC failure of the engine, as the answer to the client: every one of them is a 503 to try again, never a
+    500 (the request was well formed; the engine could not take it now)."""
+    if workflow_not_ready(err):
+        return Refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "WorkflowNotReady",
+                       f"the process of {what} is recovering from a stopped worker; {TRY_AGAIN}")
+    code = err.status.name if err.status is not None else "error"
+    return Refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "Unavailable",
+                   f"the process engine (Temporal) did not accept the request ({code}: {err.message}); {TRY_AGAIN}")
 
 
 async def _execute_update(client: Client, workflow_id: str, name: str, arg: Any, result_type: type | None,
@@ -550,13 +582,13 @@ async def _execute_update(client: Client, workflow_id: str, name: str, arg: Any,
         raise Refusal(status.HTTP_409_CONFLICT, "Refused", str(err.cause or err)) from None
     except RPCError as err:
         if err.status == RPCStatusCode.NOT_FOUND:
-            raise Refusal(status.HTTP_409_CONFLICT, "ProcessEnded",
+            raise Refusal(status.HTTP_409_CONFLICT, PROCESS_ENDED,
                           f"the process of {what} has ended (or never started)") from None
-        raise Refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "Unavailable",
-                      f"the process engine (Temporal) did not accept the request: {err.message}") from None
+        raise engine_refusal(err, what) from None
     except (TimeoutError, WorkflowUpdateRPCTimeoutOrCancelledError):
         raise Refusal(status.HTTP_503_SERVICE_UNAVAILABLE, "Unavailable",
-                      "the process engine did not answer in time; is a worker running? Try again shortly") from None
+                      f"the process engine did not answer in time; is a worker running? {TRY_AGAIN.capitalize()}"
+                      ) from None
 
 
 def _field_of(error: ApplicationError) -> tuple[str, str] | None:
@@ -722,8 +754,8 @@ async def order_view(client_source: ClientSource, workflow_id: str) -> tuple[Ord
 
 
 def _audit_refusal(session: Session, viewer: views.OrderViewer, number: str, action: str, refusal: Refusal) -> None:
-    if refusal.reason == "Unavailable":
-        return  # an engine that is down refused nothing
+    if refusal.status_code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        return  # an engine that is down or not ready refused nothing
     audit(session, actor=viewer.username, action=f"quote.{action}.refused", entity_kind="sales_order",
           entity_id=number, reason=f"{refusal.reason}: {refusal.message}",
           data={"reason": refusal.reason, "status": refusal.status_code})
@@ -837,31 +869,50 @@ async def record_payment(session: Session, client_source: ClientSource, viewer: 
                          body: PaymentIn) -> PaymentResult:
     """Record the payment (idempotent by reference), then tell each concerned QuoteToCash workflow."""
     payment, numbers, invoice_number, created = await run_in_threadpool(_write_payment, session, viewer, body)
+    notice = PaymentNotice(payment_reference=payment.reference, customer_id=payment.customer_id, amount=payment.amount)
+    notified, problems = await tell_payments(client_source, [(n, notice) for n in numbers])
+    return PaymentResult(payment, body.customer_code.strip(), invoice_number, created, notified, problems)
+
+
+SIGNAL_CONCURRENCY = 16  # a bank statement may concern hundreds of orders: not all signals at once
+
+
+async def tell_payments(client_source: ClientSource, notices: Sequence[tuple[str, PaymentNotice]]
+                        ) -> tuple[list[str], list[tuple[str, str]]]:
+    """Signal payment_received to the QuoteToCash workflow of each (quote number, notice), after the payments were
+    committed: the single payment and the bank statement import both come here. Returns (quote numbers told,
+    sorted; [(quote number, why not)] for those that could not be). An order's notices go one after another in the
+    given order; one that fails leaves that order's later ones unsent (the answer says to send again: a repeated
+    payment is recorded once and told again, which the workflow takes as a fresh look at the balance)."""
+    by_quote: dict[str, list[PaymentNotice]] = {}
+    for number, notice in notices:
+        by_quote.setdefault(number, []).append(notice)
+    if not by_quote:
+        return [], []
+    try:
+        client = await client_source()
+    except HTTPException as exc:
+        return [], sorted((n, str(exc.detail)) for n in by_quote)
     notified: list[str] = []
     problems: list[tuple[str, str]] = []
-    if numbers:
-        try:
-            client = await client_source()
-        except HTTPException as exc:
-            problems = [(n, str(exc.detail)) for n in numbers]
-        else:
-            notice = PaymentNotice(payment_reference=payment.reference, customer_id=payment.customer_id,
-                                   amount=payment.amount)
+    gate = asyncio.Semaphore(SIGNAL_CONCURRENCY)
 
-            async def tell(number: str) -> None:
-                try:
+    async def tell(number: str, pending: list[PaymentNotice]) -> None:
+        async with gate:
+            handle = client.get_workflow_handle(q2c_id(number))
+            try:
+                for notice in pending:
                     async with asyncio.timeout(UPDATE_TIMEOUT_SECONDS):
-                        await client.get_workflow_handle(q2c_id(number)).signal(SIGNAL_PAYMENT, notice)
-                    notified.append(number)
-                except RPCError as err:
-                    problems.append((number, "its process has ended" if err.status == RPCStatusCode.NOT_FOUND
-                                     else f"the process engine refused: {err.message}"))
-                except TimeoutError:
-                    problems.append((number, "the process engine did not answer in time"))
+                        await handle.signal(SIGNAL_PAYMENT, notice)
+                notified.append(number)
+            except RPCError as err:
+                problems.append((number, "its process has ended" if err.status == RPCStatusCode.NOT_FOUND
+                                 else f"the process engine refused: {err.message}"))
+            except TimeoutError:
+                problems.append((number, "the process engine did not answer in time"))
 
-            await asyncio.gather(*(tell(n) for n in numbers))
-    return PaymentResult(payment, body.customer_code.strip(), invoice_number, created, sorted(notified),
-                         sorted(problems))
+    await asyncio.gather(*(tell(n, p) for n, p in by_quote.items()))
+    return sorted(notified), sorted(problems)
 
 
 async def shipment_step(session: Session, client_source: ClientSource, viewer: views.OrderViewer,
@@ -886,8 +937,52 @@ async def shipment_step(session: Session, client_source: ClientSource, viewer: v
     client = await client_or_refusal(client_source)
     command = ShipmentStepCommand(actor=actor_of(viewer), step=body.step, scanned=skus,
                                   tracking_ref=body.tracking_ref.strip())
-    return await execute_update(client, shipment_id(row.quote_number, row.shipment.seq), UPDATE_SHIPMENT_STEP,
-                                command, ShipmentState, f"shipment {row.shipment.number}")
+    workflow_id = shipment_id(row.quote_number, row.shipment.seq)
+    try:
+        return await execute_update(client, workflow_id, UPDATE_SHIPMENT_STEP, command, ShipmentState,
+                                    f"shipment {row.shipment.number}")
+    except Refusal as refusal:
+        if refusal.reason != PROCESS_ENDED:
+            raise
+        # The Shipment workflow ends once shipped: a repeated step (a second click, a scanner's retry, a client
+        # whose first answer was lost) finds it completed. Every step up to "shipped" is recorded then, so the
+        # answer is the shipment as it stands, as the running workflow answers a repeat.
+        ended = await _ended_shipment(session, client, workflow_id, row)
+        if ended is None:
+            raise
+        if ended.status == ShipmentStatus.cancelled:
+            raise Refusal(status.HTTP_409_CONFLICT, "ShipmentCancelled",
+                          f"{row.shipment.number} was cancelled: nothing more is recorded on it") from None
+        return ended
+
+
+async def _ended_shipment(session: Session, client: Client, workflow_id: str,
+                          row: views.ShipmentRow) -> ShipmentState | None:
+    """The state an ended Shipment workflow finished in (its result; the row when the result cannot be read), or
+    None when it has not finished as shipped or cancelled (e.g. it never started)."""
+    outcome: str | None = None
+    try:
+        async with asyncio.timeout(QUERY_TIMEOUT_SECONDS):
+            handle = client.get_workflow_handle(workflow_id, result_type=ShipmentResult)
+            result = await handle.result(follow_runs=False)
+        outcome = result.status
+    except (RPCError, TimeoutError, WorkflowFailureError):
+        def read() -> str | None:
+            try:
+                again = views.shipment_row(session, row.shipment.number)
+                return again.shipment.status if again is not None else None
+            finally:
+                finish_read(session)
+
+        outcome = await run_in_threadpool(read)
+    if outcome not in (ShipmentStatus.shipped, ShipmentStatus.cancelled):
+        return None
+    s = row.shipment
+    return ShipmentState(
+        shipment_number=s.number, quote_number=row.quote_number, seq=s.seq, status=outcome,
+        promised_date=s.promised_date, drop_ship=s.drop_ship,
+        lines=tuple(ShipmentLineState(order_line_id=x.line.order_line_id, product_id=x.line.product_id, sku=x.sku,
+                                      quantity=x.line.quantity) for x in row.lines))
 
 
 # ------------------------------------------------------------------------------------------- routes

@@ -1,4 +1,4 @@
-"""CSV import of master data, opening stock and opening balances.
+"""CSV import of master data, opening stock, opening balances and bank statements (customer payments).
 
 `import_csv(session, kind, data, actor=...)` reads the whole file, checks every row, and only when no row has
 an error writes them all; it raises `ImportFailed` with every problem found (line, column, reason), not just the
@@ -16,6 +16,10 @@ Rules, the same for every kind:
   (by supplier, SKU and min_qty) is updated; an empty optional cell keeps the stored value on update and takes
   the default on create. Opening stock and balances are postings: one file is imported once (a second import
   of the same bytes is refused, as its journal entry already exists).
+- Bank statements (`import_payments`, not an ImportKind) are payments, recorded one by one by
+  models.orders.record_payment; a line recorded before (same reference, amount and customer) is skipped, not
+  refused, so overlapping statements import cleanly. The result names, per line, the orders whose processes must
+  hear of the payment; telling them is the caller's part, after the commit (api/routes/imports.py).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
@@ -35,6 +40,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from models import orders
 from models.accounting import LineSpec, post_entry
 from models.common import ZERO, BackorderPreference, InvoicePolicy, LocationUsage, ValuationMethod, money, utcnow
 from models.ledger import JournalEntry
@@ -56,6 +62,7 @@ from models.masterdata import (
 )
 from models.masterdata_api import AddressCreate, CustomerCreate, ProductCreate, SupplierCreate, SupplierOfferCreate
 from models.records import AuditEvent
+from models.sales import CustomerInvoice, CustomerPayment
 from models.stock import Quant, ValuationLayer
 
 OPENING_BALANCE_ACCOUNT = "3900"
@@ -170,11 +177,15 @@ def _decode(data: bytes | str) -> str:
 
 def read_sheet(kind: ImportKind, data: bytes | str) -> Sheet:
     """Parse the header and rows; a header that cannot be used stops here, row errors are left to the checks."""
+    return read_columns(COLUMNS[kind], data)
+
+
+def read_columns(spec: Columns, data: bytes | str) -> Sheet:
+    """read_sheet for a column spec of its own (bank statements: PAYMENT_COLUMNS)."""
     text = _decode(data)
     first_line = text.split("\n", 1)[0]
     delimiter = ";" if ";" in first_line and "," not in first_line else ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    spec = COLUMNS[kind]
     try:
         header = next(reader)
     except StopIteration:
@@ -859,3 +870,162 @@ def run_import(engine: Engine, kind: ImportKind | str, data: bytes | str, **kwar
 def iter_errors(exc: ImportFailed) -> Iterator[dict[str, Any]]:
     for e in exc.errors:
         yield {"line": e.line, "column": e.column, "reason": e.reason}
+
+
+# ------------------------------------------------------------------------------------------- payments
+# A bank statement: money received, one payment per row, recorded by models.orders.record_payment exactly as
+# finance's form records one (allocation to the named invoice, then the oldest open ones; Dr bank / Cr receivable).
+# Not an ImportKind: its answer is per line (created or skipped) and names the orders whose QuoteToCash workflows
+# must hear `payment_received` after the commit, which the caller (api/routes/imports.py) does.
+
+PAYMENT_COLUMNS = Columns(("reference", "customer_code", "amount", "payment_date"), ("invoice_number",))
+PAYMENTS = "payments"  # the audit trail's entity kind, as ImportKind values are for the other files
+MAX_REFERENCE = 60  # customer_payment.reference
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# record_payment names its fields like the JSON API; they are the file's columns too.
+_PAYMENT_FIELDS = {"reference", "customer_code", "amount", "payment_date", "invoice_number"}
+
+
+class PaymentLineStatus(StrEnum):
+    created = "created"
+    skipped = "skipped"  # this reference was recorded before with the same amount and customer
+
+
+@dataclass(frozen=True)
+class PaymentLine:
+    line: int
+    reference: str
+    customer_code: str
+    customer_id: int
+    amount: Decimal
+    payment_date: date
+    status: PaymentLineStatus
+    invoice_number: str | None  # the first invoice the payment settles; None when it is all on account
+    quote_numbers: tuple[str, ...]  # orders whose QuoteToCash workflows must hear of this payment
+
+
+@dataclass(frozen=True)
+class PaymentImportSummary:
+    rows: int
+    created: int
+    skipped: int
+    amount_created: Decimal
+    lines: tuple[PaymentLine, ...]
+
+
+def parse_date(sheet: Sheet, row: Row, column: str, *, required: bool = False) -> Any:
+    """YYYY-MM-DD only: 03/04/2026 is March in one country and April in the next, so it is refused, not guessed."""
+    text = _cell(row, column)
+    if text == "":
+        if required:
+            sheet.error(row.line, column, "a value is required")
+            return _BAD
+        return None
+    if not _ISO_DATE.fullmatch(text):
+        sheet.error(row.line, column, f"{text!r} is not a date: write it as YYYY-MM-DD, e.g. 2026-03-31")
+        return _BAD
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        sheet.error(row.line, column, f"{text!r} is not a calendar date")
+        return _BAD
+
+
+def _lock_customers(session: Session, ids: list[int]) -> None:
+    """The lock record_payment takes per customer, taken for the whole file first and in id order (two imports
+    cannot deadlock): a second import of the same statement waits here, then finds the first one's payments and
+    skips them. (On SQLite the transaction already holds the database's write lock: BEGIN IMMEDIATE.)"""
+    for i in range(0, len(ids), 500):
+        session.execute(select(Customer.id).where(Customer.id.in_(ids[i : i + 500])).order_by(Customer.id)
+                        .with_for_update())
+
+
+def import_payments(session: Session, data: bytes | str, *, actor: str, filename: str = "") -> PaymentImportSummary:
+    """Check every row of a bank statement, then record each payment (flush, no commit) and an audit event; or raise
+    ImportFailed with every error and write nothing. A row whose reference was recorded before with the same amount
+    and customer is skipped (a statement imported twice, or overlapping the last one); the same reference with
+    another amount or customer is an error on that row."""
+    sheet = read_columns(PAYMENT_COLUMNS, data)
+    customers = _in_chunks(session, Customer, "code", {r.cells["customer_code"] for r in sheet.rows})
+    _lock_customers(session, sorted(c.id for c in customers.values()))
+    # Read after the lock: on PostgreSQL (read committed) these see every payment committed before we got it.
+    existing = _in_chunks(session, CustomerPayment, "reference", {r.cells["reference"] for r in sheet.rows})
+    invoices = _in_chunks(session, CustomerInvoice, "number",
+                          {r.cells.get("invoice_number", "") for r in sheet.rows} - {""})
+
+    parsed: list[tuple[Row, tuple | None, tuple | None]] = []
+    for row in sheet.rows:
+        reference = row.cells["reference"]
+        too_long = len(reference) > MAX_REFERENCE
+        if too_long:
+            sheet.error(row.line, "reference", f"at most {MAX_REFERENCE} characters")
+        customer = lookup(sheet, row, "customer_code", customers, "customer", required=True)
+        amount = parse_decimal(sheet, row, "amount", places=2, required=True, positive=True)
+        if amount is not _BAD and amount > orders.MAX_AMOUNT:
+            sheet.error(row.line, "amount", f"must be at most {orders.MAX_AMOUNT:,}")
+            amount = _BAD
+        paid_on = parse_date(sheet, row, "payment_date", required=True)
+        invoice_number = row.cells.get("invoice_number", "")
+        invoice: Any = None
+        if invoice_number:
+            invoice = invoices.get(invoice_number)
+            if invoice is None or invoice.kind != "invoice":
+                sheet.error(row.line, "invoice_number", f"no invoice {invoice_number!r}")
+                invoice = _BAD
+            elif customer is not _BAD and invoice.customer_id != customer.id:
+                sheet.error(row.line, "invoice_number",
+                            f"invoice {invoice_number} is not an invoice of {customer.code}")
+                invoice = _BAD
+        key = None if too_long else (reference,)
+        if too_long or _has_bad(customer, amount, paid_on, invoice):
+            parsed.append((row, key, None))
+            continue
+        status = PaymentLineStatus.created
+        before = existing.get(reference)
+        if before is not None:
+            status = PaymentLineStatus.skipped
+            if before.customer_id != customer.id or money(before.amount) != amount:
+                payer = session.get(Customer, before.customer_id)
+                sheet.error(row.line, "amount" if before.customer_id == customer.id else "customer_code",
+                            f"payment {reference} was already recorded with amount {money(before.amount)} from "
+                            f"{payer.code if payer else '?'} on {before.payment_date.isoformat()}: check the reference")
+                parsed.append((row, key, None))
+                continue
+        parsed.append((row, key, (reference, customer, amount, paid_on, invoice_number or None, status)))
+    check_duplicates(sheet, [(row, key) for row, key, _ in parsed], "reference", "bank reference")
+    sheet.errors.extend(_missing_accounts(session, {orders.BANK_ACCOUNT, orders.RECEIVABLE_ACCOUNT}))
+    sheet.raise_if_errors()
+
+    recorded: list[tuple[Row, PaymentLineStatus, CustomerPayment, Customer, list[str]]] = []
+    for row, _, (reference, customer, amount, paid_on, invoice_number, status) in parsed:
+        try:
+            payment, numbers = orders.record_payment(
+                session, reference=reference, customer_code=customer.code, amount=amount, payment_date=paid_on,
+                recorded_by=actor[:60], invoice_number=invoice_number)
+        except orders.OrderInputError as err:
+            # Checked above already; should the data layer still refuse, it names the row like any other error.
+            # (It refuses before it writes, and the caller's rollback takes back the rows before this one.)
+            sheet.error(row.line, err.field if err.field in _PAYMENT_FIELDS else "-", err.reason)
+            continue
+        recorded.append((row, status, payment, customer, numbers))
+    sheet.raise_if_errors()
+
+    invoice_ids = {p.invoice_id for _, _, p, _, _ in recorded if p.invoice_id is not None}
+    invoice_numbers = dict(session.execute(
+        select(CustomerInvoice.id, CustomerInvoice.number).where(CustomerInvoice.id.in_(sorted(invoice_ids)))
+    ).all()) if invoice_ids else {}
+    lines = tuple(
+        PaymentLine(line=row.line, reference=p.reference, customer_code=customer.code, customer_id=customer.id,
+                    amount=money(p.amount), payment_date=p.payment_date, status=status,
+                    invoice_number=invoice_numbers.get(p.invoice_id), quote_numbers=tuple(dict.fromkeys(numbers)))
+        for row, status, p, customer, numbers in recorded)
+    new = [x for x in lines if x.status == PaymentLineStatus.created]
+    summary = PaymentImportSummary(rows=len(lines), created=len(new), skipped=len(lines) - len(new),
+                                   amount_created=sum((x.amount for x in new), ZERO), lines=lines)
+    session.add(AuditEvent(
+        actor=actor[:60], action="import", entity_kind=PAYMENTS, entity_id=_fingerprint(data),
+        data={"rows": summary.rows, "created": summary.created, "skipped": summary.skipped,
+              "amount": str(summary.amount_created), "filename": filename[:200]},
+    ))
+    session.flush()
+    return summary
