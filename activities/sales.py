@@ -18,10 +18,13 @@ from models import inventory, orders
 from models.common import utcnow
 from models.db import transaction
 from workflows.contracts import (
+    AcceptOrderResult,
     CancelBackorderInput,
     CancelBackorderResult,
     CancelOrderInput,
     CancelOrderResult,
+    ConfirmOrderInput,
+    ConfirmOrderResult,
     CreateShipmentInput,
     CreditCheckResult,
     EditQuoteInput,
@@ -34,6 +37,8 @@ from workflows.contracts import (
     RecordShipmentStepInput,
     ReserveOrderResult,
     SetOrderStatusInput,
+    SettleOrderInput,
+    SettleOrderResult,
     ShipmentState,
 )
 
@@ -183,5 +188,40 @@ class SalesActivities:
             with transaction(self.engine) as session:
                 orders.queue_order_notice(session, request.quote_number, message_key=request.message_key,
                                           event=request.event, detail=request.detail, public_url=self.public_url)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    # Folded steps (models/orders.py "folded steps"): what the workflow asked for in several activities in a row.
+
+    @activity.defn
+    def accept_order(self, request: QuoteRef) -> AcceptOrderResult:
+        """check_credit, then reserve_order when within the limit, in one transaction."""
+        try:
+            with transaction(self.engine) as session:
+                return orders.accept_order(session, request.quote_number)
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def confirm_order(self, request: ConfirmOrderInput) -> ConfirmOrderResult:
+        """set_order_status(confirmed), the confirmation notice, invoice_order for ordered-policy lines with its
+        notice, and order_balance, in one transaction."""
+        try:
+            with transaction(self.engine) as session:
+                return orders.confirm_order(session, request.quote_number, actor=request.actor,
+                                            reason=request.reason, invoice_key=request.invoice_key,
+                                            public_url=self.public_url, today=_today())
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def settle_order(self, request: SettleOrderInput) -> SettleOrderResult:
+        """The shipment notices, invoice_order with its notice, order_balance and the moves to delivered and done,
+        in one transaction."""
+        try:
+            with transaction(self.engine) as session:
+                return orders.settle_order(session, request.quote_number, notices=request.notices,
+                                           invoice_key=request.invoice_key, rest_invoice_key=request.rest_invoice_key,
+                                           close=request.close, public_url=self.public_url, today=_today())
         except REFUSALS as err:
             raise _refusal(err) from err

@@ -668,3 +668,49 @@ class OrderNotifyInput:
     # confirmation, hold, shipment, delay, invoice, reminder (to customer and rep); collections (to finance)
     event: str
     detail: str = ""
+
+
+# Folded steps (patch "q2c-folded-steps" in workflows/quote_to_cash.py): one activity, one transaction, where the
+# workflow used to run several in a row with nothing to decide between them.
+
+@dataclass(frozen=True)
+class AcceptOrderResult:
+    """The credit check, and the reservation made in the same transaction when the order is within the limit
+    (None when it is over: a held order reserves nothing until it is released)."""
+
+    credit: CreditCheckResult
+    reserved: ReserveOrderResult | None
+
+
+@dataclass(frozen=True)
+class ConfirmOrderInput:
+    quote_number: str
+    actor: str
+    reason: str
+    invoice_key: str | None = None  # invoice the ordered-policy lines under this key (None: nothing to invoice yet)
+
+
+@dataclass(frozen=True)
+class ConfirmOrderResult:
+    invoice: InvoiceState  # invoice_number None when nothing was invoiced
+    balance: OrderBalance
+
+
+@dataclass(frozen=True)
+class SettleOrderInput:
+    """Settle the order after shipments finished or money came in: queue `notices`, invoice what shipped when
+    `invoice_key` is given, read the balance; when `close` (no shipment open) and everything is delivered, invoice
+    any rest (under `rest_invoice_key`), move confirmed -> delivered and, once paid, -> done."""
+
+    quote_number: str
+    notices: tuple[OrderNotifyInput, ...] = ()
+    invoice_key: str | None = None
+    rest_invoice_key: str | None = None
+    close: bool = False
+
+
+@dataclass(frozen=True)
+class SettleOrderResult:
+    invoices: tuple[InvoiceState, ...]  # the invoices written by this call, in order
+    balance: OrderBalance
+    status: str  # the order's status after the call

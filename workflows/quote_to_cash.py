@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         APPROVAL_STATUS_SIGNAL,
         QUOTE_TO_CASH_WORKFLOW,
         SHIPMENT_WORKFLOW,
+        AcceptOrderResult,
         Actor,
         ApprovalChainInput,
         ApprovalOutcome,
@@ -48,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
         CancelBackorderResult,
         CancelOrderInput,
         CancelOrderResult,
+        ConfirmOrderInput,
+        ConfirmOrderResult,
         CreateShipmentInput,
         CreditCheckResult,
         EditQuoteCommand,
@@ -67,6 +70,8 @@ with workflow.unsafe.imports_passed_through():
         RecordShipmentStepInput,
         ReserveOrderResult,
         SetOrderStatusInput,
+        SettleOrderInput,
+        SettleOrderResult,
         ShipmentInput,
         ShipmentResult,
         ShipmentState,
@@ -114,6 +119,10 @@ BACKORDER_CHOICES = ("ship_available", "ship_complete", CANCEL_REST)
 # running at the deploy replay as they were recorded and take the new path only from here on.
 DROP_SHIP_SHIPMENT_PATCH = "drop-ship-own-shipment"  # the drop-ship lines of a mixed order get their shipment
 COLLECTIONS_NOTICE_PATCH = "collections-finance-notice"  # finance hears of an order handed to collections
+# After acceptance, steps that ran as several activities in a row with nothing to decide in between run as one
+# (accept_order, confirm_order, settle_order): about half the order's activities, each a Temporal round trip and a
+# database transaction. Asked once, when the order phase begins, so an order keeps one way for its whole order phase.
+FOLDED_STEPS_PATCH = "q2c-folded-steps"
 
 # Who may do what, besides the quote's own rep. The actor comes from the web session, never from a form.
 SALES_OFFICE = frozenset({"sales-manager", "admin"})
@@ -240,6 +249,8 @@ class QuoteToCash:
         self._invoices = 0
         self._balance: OrderBalance | None = None
         self._reminded: dict[date, int] = {}  # due date -> reminders sent for it
+        self._folded = False  # FOLDED_STEPS_PATCH: this order's order phase runs the folded activities
+        self._accepted_reservation: ReserveOrderResult | None = None  # made by accept_order, not yet taken
 
     # ----------------------------------------------------------------------------------------------- run
 
@@ -373,7 +384,12 @@ class QuoteToCash:
         actor = accepted.actor.username
         self._settling = True
         self._event("quote accepted", actor, accepted.comment)
-        credit = await self._act(SalesActivities.check_credit, QuoteRef(self._number))
+        self._folded = workflow.patched(FOLDED_STEPS_PATCH)
+        if self._folded:
+            checked: AcceptOrderResult = await self._act(SalesActivities.accept_order, QuoteRef(self._number))
+            credit, self._accepted_reservation = checked.credit, checked.reserved
+        else:
+            credit = await self._act(SalesActivities.check_credit, QuoteRef(self._number))
         if credit.over_limit and not await self._credit_hold(credit, actor):
             return
         await self._fulfil(actor)
@@ -467,7 +483,10 @@ class QuoteToCash:
             if reserve_now:
                 reserve_now = False
                 self._settling = True
-                reserved = await self._act(SalesActivities.reserve_order, QuoteRef(self._number))
+                if self._accepted_reservation is not None:  # accept_order reserved it, within the credit check
+                    reserved, self._accepted_reservation = self._accepted_reservation, None
+                else:
+                    reserved = await self._act(SalesActivities.reserve_order, QuoteRef(self._number))
                 split = self._split(reserved, preference)
                 short = split.backorder > 0 or split.wait
                 if split.ask and not asked:
@@ -579,12 +598,28 @@ class QuoteToCash:
         return ReserveOrderResult(lines=result.lines, fully_reserved=True, shortfall=ZERO)
 
     async def _confirm(self, accepted_by: str, reserved: ReserveOrderResult) -> None:
-        await self._set_status(OrderStatus.confirmed, accepted_by,
-                               "confirmed" if reserved.fully_reserved else f"confirmed, {_q(reserved.shortfall)} short")
+        reason = "confirmed" if reserved.fully_reserved else f"confirmed, {_q(reserved.shortfall)} short"
+        # Products invoiced on ordered quantities are invoiced at confirmation (Odoo's "ordered" policy).
+        ordered = any(ln.invoice_policy == "ordered" for ln in reserved.lines)
+        if self._folded:
+            # Status, confirmation notice, the ordered lines' invoice and its notice, the balance: one activity.
+            self._becoming = OrderStatus.confirmed
+            try:
+                result: ConfirmOrderResult = await self._act(SalesActivities.confirm_order, ConfirmOrderInput(
+                    self._number, accepted_by, reason, self._next_invoice_key() if ordered else None))
+            finally:
+                self._becoming = None
+            self._status = OrderStatus.confirmed
+            self._publish()
+            self._event("order confirmed", accepted_by)
+            if result.invoice.invoice_number is not None:
+                self._invoiced(result.invoice)
+            self._balance = result.balance
+            return
+        await self._set_status(OrderStatus.confirmed, accepted_by, reason)
         self._event("order confirmed", accepted_by)
         await self._notify("confirmation", f"{self._number}:confirmation")
-        # Products invoiced on ordered quantities are invoiced at confirmation (Odoo's "ordered" policy).
-        if any(ln.invoice_policy == "ordered" for ln in reserved.lines):
+        if ordered:
             await self._invoice()
 
     async def _ship_reserved(self, lines: tuple[QuoteLineState, ...]) -> None:
@@ -641,6 +676,8 @@ class QuoteToCash:
 
     async def _settle(self) -> bool:
         """Invoice what shipped, read the balance, move to delivered / done. True when the order is done."""
+        if self._folded:
+            return await self._settle_folded()
         await self._settle_shipments()
         if self._balance is None:
             self._balance = await self._act(SalesActivities.order_balance, QuoteRef(self._number))
@@ -660,14 +697,69 @@ class QuoteToCash:
             return True
         return False
 
-    async def _invoice(self) -> str | None:
-        key = f"{self._number}/inv/{self._invoices + 1}"
-        invoice: InvoiceState = await self._act(SalesActivities.invoice_order, InvoiceInput(self._number, key))
-        if invoice.invoice_number is None:
-            return None  # nothing invoiceable; the key stays free for the next invoice
+    async def _settle_folded(self) -> bool:
+        """_settle under FOLDED_STEPS_PATCH: the shipment notices, the invoice of what shipped, the balance and the
+        moves to delivered and done in one settle_order activity, run only when something may have changed."""
+        notices: list[OrderNotifyInput] = []
+        for seq in self._unsettled_shipments():
+            self._settled_shipments.add(seq)
+            self._balance = None
+            try:
+                result: ShipmentResult = self._shipments[seq].result()
+            except ChildWorkflowError as err:
+                self._event(f"shipment {seq} failed", "system", str(err.cause or err))
+                continue
+            if result.status != ShipmentStatus.shipped:
+                self._event(f"shipment {seq} {result.status}", "system", result.shipment_number)
+                continue
+            lines = ", ".join(f"{_q(ln.quantity)} {ln.sku}" for ln in result.shipped)
+            self._event(f"shipment {seq} shipped", "warehouse", f"{result.shipment_number}: {lines}")
+            notices.append(OrderNotifyInput(self._number, f"{result.shipment_number}:shipped", "shipment", lines))
+        close = not self._open_shipments()
+        balance = self._balance
+        if balance is not None and not (close and balance.fully_delivered and (
+                self._status == OrderStatus.confirmed or not balance.fully_invoiced or balance.amount_due <= ZERO)):
+            return False  # nothing new: the balance read last still stands
+        key = self._next_invoice_key()
+        self._becoming = OrderStatus.delivered if close and self._status == OrderStatus.confirmed else None
+        try:
+            settled: SettleOrderResult = await self._act(SalesActivities.settle_order, SettleOrderInput(
+                self._number, tuple(notices), invoice_key=key if notices else None, rest_invoice_key=key,
+                close=close))
+        finally:
+            self._becoming = None
+        for invoice in settled.invoices:
+            self._invoiced(invoice)
+        self._balance = balance = settled.balance
+        if settled.status == self._status:
+            return False
+        if self._status == OrderStatus.confirmed:
+            self._status = OrderStatus.delivered
+            self._event("order delivered", "system")
+        if settled.status == OrderStatus.done:
+            self._status = OrderStatus.done
+            self._event("order done", "system", f"invoiced {balance.amount_invoiced}, paid {balance.amount_paid}")
+            self._publish()
+            self._show("nothing: the order is done", "")
+            return True
+        self._publish()
+        return False
+
+    def _next_invoice_key(self) -> str:
+        # Counts only invoices written: a key that found nothing to invoice stays free for the next one.
+        return f"{self._number}/inv/{self._invoices + 1}"
+
+    def _invoiced(self, invoice: InvoiceState) -> None:
         self._invoices += 1
         self._balance = None
         self._event("invoiced", "system", f"{invoice.invoice_number}: {invoice.amount_total}, due {invoice.due_date}")
+
+    async def _invoice(self) -> str | None:
+        key = self._next_invoice_key()
+        invoice: InvoiceState = await self._act(SalesActivities.invoice_order, InvoiceInput(self._number, key))
+        if invoice.invoice_number is None:
+            return None  # nothing invoiceable; the key stays free for the next invoice
+        self._invoiced(invoice)
         await self._notify("invoice", f"{invoice.invoice_number}:sent",
                            f"{invoice.invoice_number}: {invoice.amount_total} due {invoice.due_date}")
         return invoice.invoice_number
