@@ -17,6 +17,8 @@ install: $(STAMP)
 # Migrates var/tradeflow.db, loads the demo data once, starts (or reuses) Temporal, the worker and the API.
 # Ctrl-C stops everything it started; data and history stay in var/ for the next run (clean-var wipes them).
 run: $(STAMP)
+	@# The workflow sandbox re-imports workflow modules per run; compiled files spare it compiling them each time.
+	$(PY) -m compileall -q activities api config.py models workflows worker.py scripts
 	$(PY) -m scripts.run
 
 # The browser tests run in their own pytest processes: the sync Playwright session of the browse test keeps an
