@@ -78,12 +78,14 @@ def worker_main(address: str, namespace: str, task_queue: str, module: str = "be
     import importlib
 
     from temporalio.client import Client
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.worker import Worker
     from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+    from config import data_converter
+
     async def run() -> None:
-        client = await Client.connect(address, namespace=namespace, data_converter=pydantic_data_converter)
+        # The product's converter, so a ratio against these shapes compares workflows, not converters.
+        client = await Client.connect(address, namespace=namespace, data_converter=data_converter())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
