@@ -129,12 +129,12 @@ class ReserveResult:
         return max(self.requested - self.reserved, ZERO)
 
 
-def _insert_ignore(session: Session, table, values: dict, key: str) -> bool:
-    """Insert unless a row with the same `key` exists; True when this call inserted it."""
+def _insert_returning_id(session: Session, table, values: dict, key: str) -> int | None:
+    """Insert unless a row with the same `key` exists; the new row's id, or None when it existed already.
+    RETURNING tells reliably whether the row was new (rowcount of an upsert differs between drivers)."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    # RETURNING tells reliably whether the row was new (rowcount of an upsert differs between drivers).
-    return session.execute(stmt.returning(table.c.id)).first() is not None
+    return session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
 
 
 def _is_pg(session: Session) -> bool:
@@ -142,7 +142,8 @@ def _is_pg(session: Session) -> bool:
 
 
 def reserve(
-    session: Session, *, demand_key: str, product_id: int, warehouse_id: int, quantity: Decimal
+    session: Session, *, demand_key: str, product_id: int, warehouse_id: int, quantity: Decimal,
+    known: bool = False,
 ) -> ReserveResult:
     """Reserve up to `quantity` for the demand line from the warehouse's available stock, oldest stock first.
 
@@ -150,18 +151,21 @@ def reserve(
     later call with a larger quantity tops the demand up from what has become available.
 
     Runs prebuilt Core statements on the session's connection: this is the hot path of every order line,
-    and building statements and the ORM unit of work cost more than the database time (bench/reservations.py)."""
+    and building statements and the ORM unit of work cost more than the database time (bench/reservations.py).
+    `known=True`: the caller read both ids from rows whose foreign keys guarantee them (an order line and its
+    order), so the existence check that gives a stranger's bad id a clear refusal is skipped."""
     quantity = qty(quantity)
     if quantity <= 0:
         raise StockError("quantity to reserve must be positive")
     conn = session.connection()
     pg = conn.dialect.name == "postgresql"
     sql = _reserve_statements(conn.dialect.name)
-    found_product, found_warehouse = conn.execute(sql.exists, {"p": product_id, "w": warehouse_id}).one()
-    if found_product is None:
-        raise StockError(f"unknown product id {product_id}")
-    if found_warehouse is None:
-        raise StockError(f"unknown warehouse id {warehouse_id}")
+    if not known:
+        found_product, found_warehouse = conn.execute(sql.exists, {"p": product_id, "w": warehouse_id}).one()
+        if found_product is None:
+            raise StockError(f"unknown product id {product_id}")
+        if found_warehouse is None:
+            raise StockError(f"unknown warehouse id {warehouse_id}")
 
     # Insert the demand row or lock the existing one in one statement: an upsert that touches the row holds
     # its lock to the end of the transaction, so repeats of one demand line queue behind each other.
@@ -346,9 +350,10 @@ class MoveResult:
     already_posted: bool
 
 
-def post_move(session: Session, request: MoveRequest) -> MoveResult:
+def post_move(session: Session, request: MoveRequest, *, account_memo: dict | None = None) -> MoveResult:
     """Post a stock move: quants, valuation layers and the journal, in the caller's transaction. Posting the
-    same key again returns the move already posted and changes nothing."""
+    same key again returns the move already posted and changes nothing. `account_memo`: see category_accounts
+    (a caller posting several moves in one call passes one dict to all of them)."""
     amount = qty(request.quantity)
     if amount <= 0:
         raise StockError("move quantity must be positive")
@@ -368,7 +373,7 @@ def post_move(session: Session, request: MoveRequest) -> MoveResult:
 
     # Claim the key first: on SQLite this is the first write (the transaction already holds the lock); on
     # PostgreSQL a concurrent duplicate waits on the unique index and then finds the committed move.
-    claimed = _insert_ignore(
+    claimed_id = _insert_returning_id(
         session,
         StockMove.__table__,
         {
@@ -386,10 +391,10 @@ def post_move(session: Session, request: MoveRequest) -> MoveResult:
         },
         "key",
     )
-    move = session.execute(
-        select(StockMove).where(StockMove.key == request.key).execution_options(populate_existing=True)
-    ).scalar_one()
-    if not claimed:
+    if claimed_id is None:
+        move = session.execute(
+            select(StockMove).where(StockMove.key == request.key).execution_options(populate_existing=True)
+        ).scalar_one()
         if (move.product_id, qty(move.quantity), move.source_location_id, move.dest_location_id) != (
             product.id,
             amount,
@@ -398,6 +403,8 @@ def post_move(session: Session, request: MoveRequest) -> MoveResult:
         ):
             raise StockError(f"move key {request.key} was already used for a different move")
         return MoveResult(move.id, move.key, move.kind, money(move.value), move.journal_entry_id, True)
+    # The row was just written from these values: what the valuation needs of it is known without reading it back.
+    move = _NewMove(claimed_id, request.key, kind)
 
     if source.usage in OWNED_USAGES:
         _remove_stock(session, product.id, source, amount, request.demand_key)
@@ -411,11 +418,9 @@ def post_move(session: Session, request: MoveRequest) -> MoveResult:
         value, unit_cost = _value_in(session, product, move, amount, request.unit_cost)
     elif outgoing:
         value, unit_cost = _value_out(session, product, move, amount)
-    move.value = value
-    move.unit_cost = unit_cost
-
+    journal_entry_id = None
     if value != ZERO:
-        debit, credit = _accounts_for(session, product, kind, incoming)
+        debit, credit = _accounts_for(session, product, kind, incoming, account_memo)
         entry = post_entry(
             session,
             source_key=f"move:{request.key}",
@@ -429,10 +434,24 @@ def post_move(session: Session, request: MoveRequest) -> MoveResult:
                          customer_id=request.customer_id),
             ],
         )
-        move.journal_entry_id = entry.id
-    session.add(move)
+        journal_entry_id = entry.id
+    # One UPDATE for what the move learnt (ORM objects of this move are not in the session: it was never loaded).
+    session.execute(
+        update(StockMove.__table__)
+        .where(StockMove.__table__.c.id == move.id)
+        .values(value=value, unit_cost=unit_cost, journal_entry_id=journal_entry_id)
+    )
     session.flush()
-    return MoveResult(move.id, move.key, kind, value, move.journal_entry_id, False)
+    return MoveResult(move.id, move.key, kind, value, journal_entry_id, False)
+
+
+@dataclass(frozen=True)
+class _NewMove:
+    """The fields of a just-inserted stock move that valuation reads (id for its layers, kind and key to label)."""
+
+    id: int
+    key: str
+    kind: MoveKind
 
 
 def _move_kind(source: Location, dest: Location) -> MoveKind:
@@ -620,24 +639,46 @@ def _value_out(session, product: Product, move: StockMove, amount: Decimal):
     return value, unit_cost
 
 
-def _category_account(session: Session, category_id: int, attr: str) -> str | None:
+# Every account a product category may name: read together, so one walk up the path serves any posting.
+CATEGORY_ACCOUNT_ATTRS = ("valuation_account_id", "stock_input_account_id", "stock_output_account_id",
+                          "income_account_id", "expense_account_id")
+
+
+def category_accounts(session: Session, category_id: int | None, memo: dict | None = None) -> dict[str, str]:
+    """attr -> account code (CATEGORY_ACCOUNT_ATTRS) of the nearest category up the path that names one (attrs no
+    category names are left out). The path is walked once for all attrs and the codes read in one query.
+    `memo` (category id -> result) is the caller's, for one call: a shipment of three lines asks once."""
+    if memo is not None and category_id in memo:
+        return memo[category_id]
+    key, attrs = category_id, CATEGORY_ACCOUNT_ATTRS
+    found: dict[str, int] = {}
     seen = 0
-    while category_id is not None and seen < 20:
+    while category_id is not None and seen < 20 and len(found) < len(attrs):
         category = session.get(ProductCategory, category_id)
         if category is None:
-            return None
-        account_id = getattr(category, attr)
-        if account_id is not None:
-            return session.get(Account, account_id).code
+            break
+        for attr in attrs:
+            if attr not in found and getattr(category, attr) is not None:
+                found[attr] = getattr(category, attr)
         category_id = category.parent_id
         seen += 1
-    return None
+    result: dict[str, str] = {}
+    if found:
+        codes = dict(session.execute(select(Account.id, Account.code)
+                                     .where(Account.id.in_(set(found.values())))).all())
+        result = {attr: codes[account_id] for attr, account_id in found.items()}
+    if memo is not None:
+        memo[key] = result
+    return result
 
 
-def _accounts_for(session: Session, product: Product, kind: MoveKind, incoming: bool) -> tuple[str, str]:
+def _accounts_for(session: Session, product: Product, kind: MoveKind, incoming: bool,
+                  memo: dict | None = None) -> tuple[str, str]:
     """(debit, credit) account codes for a valued move, the Anglo-Saxon pairs of erp-anchors b10."""
+    codes = category_accounts(session, product.category_id, memo)
+
     def acct(attr: str, role: str) -> str:
-        return _category_account(session, product.category_id, attr) or DEFAULT_ACCOUNTS[role]
+        return codes.get(attr) or DEFAULT_ACCOUNTS[role]
 
     valuation = acct("valuation_account_id", "valuation")
     if kind in (MoveKind.receipt, MoveKind.supplier_return):
