@@ -36,6 +36,7 @@ def build_activities(engine: Engine, public_url: str = "http://127.0.0.1:8000") 
         sales.order_balance,
         sales.cancel_order,
         sales.cancel_backorder,
+        sales.amend_order,
         sales.notify_order,
         sales.accept_order,
         sales.confirm_order,

@@ -19,6 +19,8 @@ from models.common import utcnow
 from models.db import transaction
 from workflows.contracts import (
     AcceptOrderResult,
+    AmendOrderInput,
+    AmendOrderResult,
     CancelBackorderInput,
     CancelBackorderResult,
     CancelOrderInput,
@@ -47,6 +49,7 @@ ORDER_NOT_FOUND = "OrderNotFound"
 ORDER_INPUT_INVALID = "OrderInputInvalid"
 ORDER_STATE_INVALID = "OrderStateInvalid"
 STALE_VERSION = "StaleVersion"
+CREDIT_LIMIT_EXCEEDED = "CreditLimitExceeded"
 DUPLICATE_CUSTOMER_REF = "DuplicateCustomerRef"
 INSUFFICIENT_STOCK = "InsufficientStock"
 STOCK_REQUEST_INVALID = "StockRequestInvalid"
@@ -66,6 +69,8 @@ def _refusal(err: Exception) -> ApplicationError:
         return ApplicationError(str(err), err.field, err.reason, type=ORDER_NOT_FOUND, non_retryable=True)
     if isinstance(err, orders.OrderInputError):
         return ApplicationError(str(err), err.field, err.reason, type=ORDER_INPUT_INVALID, non_retryable=True)
+    if isinstance(err, orders.CreditLimitExceeded):
+        return ApplicationError(str(err), err.status, type=CREDIT_LIMIT_EXCEEDED, non_retryable=True)
     if isinstance(err, orders.StaleVersion):
         return ApplicationError(str(err), err.status, type=STALE_VERSION, non_retryable=True)
     if isinstance(err, orders.OrderStateError):
@@ -97,8 +102,8 @@ class SalesActivities:
     def edit_quote(self, request: EditQuoteInput) -> QuoteState:
         try:
             with transaction(self.engine) as session:
-                orders.edit_quote(session, request.quote_number, request.command, today=_today())
-                return orders.quote_state(session, request.quote_number)
+                order = orders.edit_quote(session, request.quote_number, request.command, today=_today())
+                return orders.quote_state(session, request.quote_number, order=order)
         except REFUSALS as err:
             raise _refusal(err) from err
 
@@ -106,9 +111,9 @@ class SalesActivities:
     def set_order_status(self, request: SetOrderStatusInput) -> QuoteState:
         try:
             with transaction(self.engine) as session:
-                orders.set_status(session, request.quote_number, request.status, actor=request.actor,
-                                  reason=request.reason)
-                return orders.quote_state(session, request.quote_number)
+                order = orders.set_status(session, request.quote_number, request.status, actor=request.actor,
+                                          reason=request.reason)
+                return orders.quote_state(session, request.quote_number, order=order)
         except REFUSALS as err:
             raise _refusal(err) from err
 
@@ -176,6 +181,19 @@ class SalesActivities:
             with transaction(self.engine) as session:
                 return orders.cancel_backorder(session, request.quote_number, actor=request.actor, key=request.key,
                                                today=_today())
+        except REFUSALS as err:
+            raise _refusal(err) from err
+
+    @activity.defn
+    def amend_order(self, request: AmendOrderInput) -> AmendOrderResult:
+        """models.orders.amend_order in one transaction: the lines changed, surplus released, the credit note for
+        what was invoiced beyond the new quantities, the credit check on an increase, the reservation pass, the
+        invoice of ordered-policy increases and the customer's notice. Idempotent by the request's key."""
+        try:
+            with transaction(self.engine) as session:
+                return orders.amend_order(session, request.quote_number, request.command, key=request.key,
+                                          today=_today(), invoice_key=request.invoice_key,
+                                          public_url=self.public_url)
         except REFUSALS as err:
             raise _refusal(err) from err
 

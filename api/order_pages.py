@@ -226,7 +226,8 @@ def _pydantic_errors(err: ValidationError) -> dict[str, str]:
 def _form_context(request: Request, viewer: views.OrderViewer, session: Session, form: QuoteForm, *,
                   mode: str, order: Any = None) -> dict[str, Any]:
     return {
-        "title": f"Edit {order.number}" if order is not None else "New quote",
+        "title": (f"Amend {order.number}" if mode == "amend" else f"Edit {order.number}") if order is not None
+        else "New quote",
         "active_nav": "orders",
         "form": form,
         "rows": _blank_rows(form.rows),
@@ -363,6 +364,81 @@ async def order_update(number: str, request: Request, session: SessionDep, user:
     return _render(request, session, "orders/form.html", context, code=code)
 
 
+# ------------------------------------------------------------------------------------------- amend an order
+# A confirmed order's lines change through the same form (mode "amend": only the lines and a comment count); the
+# workflow's amend_order Update decides, and its refusals (below what shipped, over the credit limit) come back
+# next to the form.
+
+AMENDABLE = ("confirmed", "awaiting_customer")
+
+
+def _amend_form(detail: views.OrderDetail) -> QuoteForm:
+    form = _edit_form(detail)
+    # What the order still stands for: a removed line (0) is not offered again, a cancelled rest is not counted.
+    form.rows = [dict(row, quantity=_plain(r.line.quantity - r.line.qty_cancelled))
+                 for row, r in zip(form.rows, detail.lines) if r.line.quantity - r.line.qty_cancelled > 0]
+    return form
+
+
+def _amend_context(request: Request, viewer: views.OrderViewer, session: Session, form: QuoteForm,
+                   detail: views.OrderDetail) -> dict[str, Any]:
+    context = _form_context(request, viewer, session, form, mode="amend", order=detail.order)
+    context["customer"] = detail.customer
+    return context
+
+
+@router.get("/orders/{number}/amend", response_class=HTMLResponse, name="order_amend")
+def order_amend(number: str, request: Request, session: SessionDep, user: PageUser):
+    viewer = _viewer(request, user)
+    detail = views.order_detail(session, viewer, number)
+    if detail is None:
+        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
+    if not viewer.sells:
+        return _forbidden(request, session, "amend orders (sales reps and sales managers do)")
+    if detail.order.status not in AMENDABLE:
+        flash(request, f"Order {number} is {humanize(detail.order.status).lower()}: only a confirmed order can be "
+                       "amended.", "warning")
+        session.commit()
+        return _redirect(f"/orders/{number}")
+    return _render(request, session, "orders/form.html",
+                   _amend_context(request, viewer, session, _amend_form(detail), detail))
+
+
+@router.post("/orders/{number}/amend", dependencies=[CsrfProtected], name="order_amend_save")
+async def order_amend_save(number: str, request: Request, session: SessionDep, user: PageUser,
+                           settings: SettingsDep):
+    viewer = _viewer(request, user)
+    posted = await request.form()
+    values = {name: _text(posted, name, 2000) for name in HEAD_FIELDS}
+    form = QuoteForm(values=values, rows=_rows_from(posted))
+    version = values["expected_version"]
+    data: dict[str, Any] = {"lines": _line_data(form.rows), "comment": values["comment"],
+                            "expected_version": int(version) if version.isdigit() else None}
+    problem = "The order was not amended: please correct the fields marked below."
+    try:
+        body = service.QuoteAmendIn.model_validate(data)
+        state = await service.amend_order(session, _client_source(request, settings), viewer, number, body)
+    except ValidationError as err:
+        form.errors, form.message, code = _pydantic_errors(err), problem, status.HTTP_422_UNPROCESSABLE_CONTENT
+    except service.FieldProblems as problems:
+        form.errors, form.message, code = problems.as_dict(), problem, status.HTTP_422_UNPROCESSABLE_CONTENT
+    except Refusal as refusal:
+        if refusal.status_code == status.HTTP_404_NOT_FOUND:
+            return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
+        if refusal.status_code == status.HTTP_403_FORBIDDEN and not viewer.sells:
+            return _forbidden(request, session, "amend orders (sales reps and sales managers do)")
+        form.message = f"The order was not amended: {refusal.message}"
+        code = refusal.status_code
+    else:
+        flash(request, f"Order {number} amended (version {state.version}): total {state.amount_total}.", "success")
+        return _redirect(f"/orders/{number}")
+    detail = await run_in_threadpool(views.order_detail, session, viewer, number)
+    if detail is None:
+        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
+    return _render(request, session, "orders/form.html", _amend_context(request, viewer, session, form, detail),
+                   code=code)
+
+
 # ------------------------------------------------------------------------------------------- the order page
 
 
@@ -374,6 +450,7 @@ def _actions(detail: views.OrderDetail, viewer: views.OrderViewer) -> dict[str, 
     owns = sells and (detail.order.rep == viewer.username or viewer.has("sales-manager"))
     return {
         "edit": owns and s in EDITABLE,
+        "amend": owns and s in AMENDABLE,
         "submit": owns and s == "draft",
         "accept": sells and s == "sent",
         "backorder": sells and (s == "awaiting_customer" or (s == "confirmed" and _waits_for_stock(detail))),

@@ -64,6 +64,7 @@ from models.users import User
 from workflows.contracts import (
     QUOTE_TO_CASH_WORKFLOW,
     Actor,
+    AmendOrderCommand,
     BackorderChoiceCommand,
     EditQuoteCommand,
     OrderView,
@@ -98,6 +99,7 @@ UPDATE_SUBMIT = "submit"
 UPDATE_ACCEPT = "accept"
 UPDATE_CANCEL = "cancel"
 UPDATE_BACKORDER = "choose_backorder"
+UPDATE_AMEND = "amend_order"
 SIGNAL_PAYMENT = "payment_received"
 QUERY_VIEW = "view"
 UPDATE_SHIPMENT_STEP = "step"
@@ -172,6 +174,15 @@ class QuotePatchIn(BaseModel):
     backorder_preference: Preference | None = None
     expected_version: int | None = Field(None, ge=1, description="refuse (409) if the quote changed since")
     comment: Comment = Field("", description="for the approver, when the edit answers their request for changes")
+
+
+class QuoteAmendIn(BaseModel):
+    """The PATCH shape, for a confirmed order: the full new set of lines (a line left out is removed)."""
+
+    lines: list[QuoteLineIn] = Field(min_length=1, max_length=MAX_LINES,
+                                     description="the order's new lines, all of them, matched by SKU")
+    expected_version: int | None = Field(None, ge=1, description="refuse (409) if the order changed since")
+    comment: Comment = Field("", description="why, for the timeline and the audit trail")
 
 
 class QuoteActionIn(BaseModel):
@@ -836,6 +847,30 @@ async def edit_quote(session: Session, client_source: ClientSource, viewer: view
     return EditResult(state, resubmitted)
 
 
+async def amend_order(session: Session, client_source: ClientSource, viewer: views.OrderViewer, number: str,
+                      body: QuoteAmendIn) -> QuoteState:
+    """The amend_order Update of a confirmed order; the order as amended. Raises Refusal or FieldProblems."""
+    if not viewer.sells:
+        raise Refusal(status.HTTP_403_FORBIDDEN, "NotAllowed", "only sales reps and sales managers amend orders")
+    info = await run_in_threadpool(load_order, session, viewer, number)
+
+    def check() -> None:
+        try:
+            _check_skus(session, body.lines)
+        finally:
+            session.commit()
+    await run_in_threadpool(check)
+    command = AmendOrderCommand(actor=actor_of(viewer), lines=tuple(line.contract() for line in body.lines),
+                                comment=body.comment, expected_version=body.expected_version)
+    try:
+        client = await client_or_refusal(client_source)
+        return await execute_update(client, info.workflow_id, UPDATE_AMEND, command, QuoteState,
+                                    f"order {info.number}")
+    except Refusal as refusal:
+        await run_in_threadpool(_audit_refusal, session, viewer, info.number, "amend", refusal)
+        raise
+
+
 @dataclass
 class PaymentResult:
     payment: CustomerPayment
@@ -1078,6 +1113,22 @@ async def patch_quote(number: str, body: QuotePatchIn, request: Request, session
         raise _refused(refusal) from None
     quote = await _detail(request, session, settings, viewer, number, with_timeline=False)
     return EditOut(quote=quote, resubmitted=result.resubmitted)
+
+
+@router.post("/quotes/{number}/amend", response_model=QuoteOut, responses=REFUSALS)
+async def amend_quote(number: str, body: QuoteAmendIn, request: Request, session: SessionDep, user: SalesUser,
+                      settings: SettingsDep) -> QuoteOut:
+    """Amend a confirmed order (or one waiting for the customer's backorder choice): change quantities, add or
+    remove lines before they ship. Refused below what shipped or waits in an open shipment (422), over the credit
+    limit (409 CreditLimitExceeded), on a stale version (409)."""
+    viewer = viewer_of(request, user)
+    try:
+        await amend_order(session, _client_source(request, settings), viewer, number, body)
+    except FieldProblems as problems:
+        raise problems.http() from None
+    except Refusal as refusal:
+        raise _refused(refusal) from None
+    return await _detail(request, session, settings, viewer, number)
 
 
 async def _action(request: Request, session: Session, user: User, settings, number: str, action: str,

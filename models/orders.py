@@ -21,8 +21,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from functools import lru_cache
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
@@ -59,6 +60,8 @@ from models.users import User
 from workflows import rules
 from workflows.contracts import (
     AcceptOrderResult,
+    AmendOrderCommand,
+    AmendOrderResult,
     CancelBackorderResult,
     CancelOrderResult,
     ConfirmOrderResult,
@@ -153,6 +156,11 @@ class StaleVersion(OrderStateError):
     """The quote changed since the editor loaded it (optimistic concurrency)."""
 
 
+class CreditLimitExceeded(OrderStateError):
+    """An amendment that raises the order would take the customer over the credit limit: refused (the API answers
+    409) rather than putting a running order on hold."""
+
+
 # ------------------------------------------------------------------------------------------------- numbers
 
 
@@ -162,23 +170,28 @@ def next_number(session: Session, name: str) -> str:
     hand out one number (gaps are possible when a transaction rolls back)."""
     if name not in SEQUENCES:
         raise ValueError(f"unknown number sequence {name!r}")
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(
-        dialect.insert(NumberSequence.__table__)
-        .values(name=name, prefix=SEQUENCES[name], next_value=1)
-        .on_conflict_do_nothing(index_elements=["name"])
-    )
-    row = session.execute(
-        select(NumberSequence)
-        .where(NumberSequence.name == name)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one()
-    value = row.next_value
-    row.next_value = value + 1
-    session.add(row)
+    # One upsert takes the number: it creates the sequence at 1 or counts it up, and either way holds the row's
+    # lock to the end of the transaction (integers: SQLite's arithmetic is exact here). A Core statement does not
+    # autoflush: flush first, so a sequence row added in this session is counted up, not inserted twice.
     session.flush()
-    return f"{row.prefix}{value:0{NUMBER_WIDTH}d}"
+    prefix, taken = session.execute(
+        _next_number_statement(session.get_bind().dialect.name),
+        {"name": name, "prefix": SEQUENCES[name]},
+    ).one()
+    return f"{prefix}{taken - 1:0{NUMBER_WIDTH}d}"
+
+
+@lru_cache(maxsize=4)
+def _next_number_statement(dialect_name: str):
+    # Built once per dialect (bindparams): building an upsert costs more than running it.
+    table = NumberSequence.__table__
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    return (
+        dialect.insert(table)
+        .values(name=bindparam("name"), prefix=bindparam("prefix"), next_value=2)
+        .on_conflict_do_update(index_elements=["name"], set_={"next_value": table.c.next_value + 1})
+        .returning(table.c.prefix, table.c.next_value)
+    )
 
 
 # ------------------------------------------------------------------------------------------------- quotes
@@ -558,59 +571,74 @@ def edit_quote(session: Session, number: str, cmd: EditQuoteCommand, *, today: d
     return order
 
 
-def _line_states(session: Session, order: SalesOrder) -> tuple[QuoteLineState, ...]:
+def _line_rows(session: Session, order: SalesOrder) -> list[tuple[SalesOrderLine, str, str, str | None]]:
+    """(line, sku, invoice policy, category full name) per line in line order: one query for what the line states,
+    the quote's categories and the invoice policies need."""
     rows = session.execute(
-        select(SalesOrderLine, Product.sku, Product.invoice_policy)
+        select(SalesOrderLine, Product.sku, Product.invoice_policy, ProductCategory.full_name)
         .join(Product, Product.id == SalesOrderLine.product_id)
+        .outerjoin(ProductCategory, ProductCategory.id == Product.category_id)
         .where(SalesOrderLine.order_id == order.id)
         .order_by(SalesOrderLine.line_no)
         .execution_options(populate_existing=True)
     ).all()
-    return tuple(
-        QuoteLineState(
-            line_id=line.id, line_no=line.line_no, product_id=line.product_id, sku=sku, quantity=qty(line.quantity),
-            unit_price=money(line.unit_price), subtotal=money(line.subtotal), drop_ship=line.drop_ship,
-            qty_reserved=qty(line.qty_reserved), qty_delivered=qty(line.qty_delivered),
-            qty_invoiced=qty(line.qty_invoiced), qty_cancelled=qty(line.qty_cancelled),
-            invoice_policy=str(policy.value if hasattr(policy, "value") else policy),
-        )
-        for line, sku, policy in rows
+    return [(line, sku, str(policy.value if hasattr(policy, "value") else policy), category)
+            for line, sku, policy, category in rows]
+
+
+def _line_state(line: SalesOrderLine, sku: str, policy: str) -> QuoteLineState:
+    return QuoteLineState(
+        line_id=line.id, line_no=line.line_no, product_id=line.product_id, sku=sku, quantity=qty(line.quantity),
+        unit_price=money(line.unit_price), subtotal=money(line.subtotal), drop_ship=line.drop_ship,
+        qty_reserved=qty(line.qty_reserved), qty_delivered=qty(line.qty_delivered),
+        qty_invoiced=qty(line.qty_invoiced), qty_cancelled=qty(line.qty_cancelled), invoice_policy=policy,
     )
 
 
-def quote_state(session: Session, number: str) -> QuoteState:
-    order = get_order(session, number)
-    customer = session.get(Customer, order.customer_id)
-    branch = session.scalar(select(Branch.code).where(Branch.id == order.branch_id)) if order.branch_id else ""
-    categories = session.scalars(
-        select(ProductCategory.full_name)
-        .join(Product, Product.category_id == ProductCategory.id)
-        .join(SalesOrderLine, SalesOrderLine.product_id == Product.id)
-        .where(SalesOrderLine.order_id == order.id)
-        .distinct()
-    ).all()
+def _line_states(session: Session, order: SalesOrder) -> tuple[QuoteLineState, ...]:
+    return tuple(_line_state(line, sku, policy) for line, sku, policy, _ in _line_rows(session, order))
+
+
+def quote_state(session: Session, number: str, *, order: SalesOrder | None = None) -> QuoteState:
+    """The quote as the workflow holds it. `order`: the row the caller has just loaded (and locked or written)
+    in this transaction, so it is not read again."""
+    order = order if order is not None else get_order(session, number)
+    # The customer, branch and warehouse in one statement; the lines with their skus and categories in another.
+    customer_code, segment, name, branch, warehouse_code = session.execute(
+        select(
+            Customer.code, Customer.segment, Customer.name,
+            select(Branch.code).where(Branch.id == order.branch_id).scalar_subquery(),
+            select(Warehouse.code).where(Warehouse.id == order.warehouse_id).scalar_subquery(),
+        ).where(Customer.id == order.customer_id)
+    ).one()
+    rows = _line_rows(session, order)
+    categories = {category for *_, category in rows if category is not None}
     return QuoteState(
-        quote_number=order.number, order_id=order.id, customer_id=customer.id, customer_code=customer.code,
-        customer_segment=customer.segment, branch=branch or "", warehouse_id=order.warehouse_id,
+        quote_number=order.number, order_id=order.id, customer_id=order.customer_id, customer_code=customer_code,
+        customer_segment=segment, branch=(branch if order.branch_id else "") or "", warehouse_id=order.warehouse_id,
         status=str(order.status), valid_until=order.valid_until,
         backorder_preference=str(BackorderPreference(order.backorder_preference).value),
         amount_untaxed=money(order.amount_untaxed), amount_total=money(order.amount_total),
         discount_percent=Decimal(str(order.discount_percent)), margin_percent=Decimal(str(order.margin_percent)),
-        categories=tuple(sorted(categories)), lines=_line_states(session, order), version=order.version,
-        warehouse_code=session.scalar(select(Warehouse.code).where(Warehouse.id == order.warehouse_id)) or "",
+        categories=tuple(sorted(categories)),
+        lines=tuple(_line_state(line, sku, policy) for line, sku, policy, _ in rows), version=order.version,
+        warehouse_code=warehouse_code or "",
         concession_percent=Decimal(str(order.concession_percent)),
-        customer_name=customer.name,
+        customer_name=name,
     )
 
 
-def set_status(session: Session, number: str, status: str, *, actor: str, reason: str = "") -> SalesOrder:
+def set_status(session: Session, number: str, status: str, *, actor: str, reason: str = "",
+               order: SalesOrder | None = None) -> SalesOrder:
     """Record the status the workflow moved the order to (with an audit event). Setting the status it already
-    has changes nothing; a finished order (done, rejected, expired, cancelled) does not move any more."""
+    has changes nothing; a finished order (done, rejected, expired, cancelled) does not move any more.
+    `order`: the row as this transaction already locked it (not read again)."""
     try:
         new = OrderStatus(status)
     except ValueError:
         raise OrderInputError("status", f"unknown order status {status!r}") from None
-    order = get_order(session, number, lock=True)
+    if order is None:
+        order = get_order(session, number, lock=True)
     old = OrderStatus(order.status)
     if old == new:
         return order
@@ -645,22 +673,34 @@ def posted_receivable(session: Session, customer_id: int) -> Decimal:
     return money(row[0]) - money(row[1])
 
 
-def credit_check(session: Session, number: str) -> CreditCheckResult:
+def credit_check(session: Session, number: str, *, order: SalesOrder | None = None) -> CreditCheckResult:
     """ERPNext's blocking exposure (erp-anchors b5): posted receivable + other accepted orders not yet invoiced
-    + this order (less what of it is invoiced already: that part is in the receivable)."""
-    order = get_order(session, number)
-    customer = session.get(Customer, order.customer_id)
+    + this order (less what of it is invoiced already: that part is in the receivable). `order`: the row this
+    transaction already read."""
+    if order is None:
+        order = get_order(session, number)
+    customer_id = order.customer_id
     others = session.execute(
         select(SalesOrder.amount_total, SalesOrder.amount_invoiced).where(
-            SalesOrder.customer_id == customer.id, SalesOrder.id != order.id, SalesOrder.status.in_(OPEN_EXPOSURE)
+            SalesOrder.customer_id == customer_id, SalesOrder.id != order.id, SalesOrder.status.in_(OPEN_EXPOSURE)
         )
     ).all()
     uninvoiced = sum((rules.uninvoiced_amount(money(t), money(i)) for t, i in others), ZERO)
     this_order = rules.uninvoiced_amount(money(order.amount_total), money(order.amount_invoiced))
-    posted = posted_receivable(session, customer.id)
+    # The limit and the posted receivable in one statement.
+    credit_limit, debit, credit = session.execute(
+        select(
+            select(Customer.credit_limit).where(Customer.id == customer_id).scalar_subquery(),
+            func.coalesce(func.sum(JournalLine.debit), 0), func.coalesce(func.sum(JournalLine.credit), 0),
+        )
+        .select_from(JournalLine)
+        .join(Account, Account.id == JournalLine.account_id)
+        .where(JournalLine.customer_id == customer_id, Account.type == AccountType.receivable)
+    ).one()
+    posted = money(debit) - money(credit)
     decision = rules.credit_check(posted_receivable=posted, uninvoiced_orders=uninvoiced, this_order=this_order,
-                                  limit=money(customer.credit_limit))
-    return CreditCheckResult(customer_id=customer.id, posted_receivable=posted, uninvoiced_orders=uninvoiced,
+                                  limit=money(credit_limit))
+    return CreditCheckResult(customer_id=customer_id, posted_receivable=posted, uninvoiced_orders=uninvoiced,
                              this_order=this_order, exposure=decision.exposure, limit=decision.limit,
                              over_limit=decision.over_limit)
 
@@ -682,19 +722,23 @@ def _held(session: Session, key: str) -> Decimal:
     return qty(held) if held is not None else ZERO
 
 
-def reserve_order(session: Session, number: str) -> ReserveOrderResult:
+def reserve_order(session: Session, number: str, *, order: SalesOrder | None = None) -> ReserveOrderResult:
     """Reserve every stock line's outstanding quantity (ordered − delivered − cancelled) in the order's warehouse;
-    a repeat tops up from stock that arrived meanwhile and never reserves twice (demand key per line)."""
-    order = get_order(session, number, lock=True)
+    a repeat tops up from stock that arrived meanwhile and never reserves twice (demand key per line).
+    `order`: the row as this transaction already locked it."""
+    if order is None:
+        order = get_order(session, number, lock=True)
     if order.status in TERMINAL:
         raise OrderStateError(order.status, f"order {number} is {order.status}: nothing to reserve")
     shortfall = ZERO
-    for line in _lines(session, order):
+    rows = _line_rows(session, order)
+    for line, *_ in rows:
         if line.drop_ship:
             continue
         want = _outstanding(line)
         if want > 0:
-            result = inventory.reserve(session, demand_key=demand_key(number, line.line_no),
+            # known: the line's product and the order's warehouse exist (foreign keys).
+            result = inventory.reserve(session, demand_key=demand_key(number, line.line_no), known=True,
                                        product_id=line.product_id, warehouse_id=order.warehouse_id, quantity=want)
             line.qty_reserved = result.reserved
             # Not result.shortfall: the demand remembers the largest quantity ever requested, which still
@@ -704,17 +748,21 @@ def reserve_order(session: Session, number: str) -> ReserveOrderResult:
             line.qty_reserved = ZERO
         session.add(line)
     session.flush()
-    lines = _line_states(session, order)
+    # The lines as just written (the rows read above, updated in place): no second read.
+    lines = tuple(_line_state(line, sku, policy) for line, sku, policy, _ in rows)
     return ReserveOrderResult(lines=lines, fully_reserved=shortfall == 0, shortfall=shortfall)
 
 
-def _shipment_state(session: Session, shipment: Shipment, number: str) -> ShipmentState:
-    rows = session.execute(
-        select(ShipmentLine, Product.sku)
-        .join(Product, Product.id == ShipmentLine.product_id)
-        .where(ShipmentLine.shipment_id == shipment.id)
-        .order_by(ShipmentLine.id)
-    ).all()
+def _shipment_state(session: Session, shipment: Shipment, number: str,
+                    rows: list[tuple[ShipmentLine, str]] | None = None) -> ShipmentState:
+    """`rows`: (shipment line, sku) in line order, when the caller has them in hand."""
+    if rows is None:
+        rows = session.execute(
+            select(ShipmentLine, Product.sku)
+            .join(Product, Product.id == ShipmentLine.product_id)
+            .where(ShipmentLine.shipment_id == shipment.id)
+            .order_by(ShipmentLine.id)
+        ).all()
     return ShipmentState(
         shipment_number=shipment.number, quote_number=number, seq=shipment.seq, status=str(shipment.status),
         promised_date=shipment.promised_date, drop_ship=shipment.drop_ship,
@@ -748,13 +796,19 @@ def create_shipment(session: Session, number: str, seq: int, *, today: date) -> 
         raise OrderStateError(order.status, f"order {number} is {order.status}: nothing may ship")
     if seq < 1:
         raise OrderInputError("seq", "shipment sequence numbers start at 1")
-    lines = _lines(session, order)
+    line_rows = _line_rows(session, order)
+    lines = [line for line, *_ in line_rows]
+    skus = {line.id: sku for line, sku, *_ in line_rows}
     pending = _in_open_shipments(session, order)
+    # What each stock line's demand holds, in one query.
+    keys = {demand_key(number, line.line_no): line for line in lines if not line.drop_ship}
+    held = dict(session.execute(
+        select(ReservationDemand.demand_key, ReservationDemand.reserved)
+        .where(ReservationDemand.demand_key.in_(list(keys)))
+    ).all()) if keys else {}
     picks: list[tuple[SalesOrderLine, Decimal]] = []
-    for line in lines:
-        if line.drop_ship:
-            continue
-        free = _held(session, demand_key(number, line.line_no)) - pending.get(line.id, ZERO)
+    for key, line in keys.items():
+        free = (qty(held[key]) if held.get(key) is not None else ZERO) - pending.get(line.id, ZERO)
         if free > 0:
             picks.append((line, free))
     drop_ship = False
@@ -772,25 +826,28 @@ def create_shipment(session: Session, number: str, seq: int, *, today: date) -> 
                         promised_date=min(dates) if dates else order.promised_date or today)
     session.add(shipment)
     session.flush()
-    session.add_all(ShipmentLine(shipment_id=shipment.id, order_line_id=line.id, product_id=line.product_id,
-                                 quantity=amount) for line, amount in picks)
+    made = [ShipmentLine(shipment_id=shipment.id, order_line_id=line.id, product_id=line.product_id,
+                         quantity=amount) for line, amount in picks]
+    session.add_all(made)
     session.flush()
-    return _shipment_state(session, shipment, number)
+    return _shipment_state(session, shipment, number, [(sl, skus[sl.order_line_id]) for sl in made])
 
 
-def _location_ids(session: Session, warehouse_id: int) -> tuple[int, int]:
-    """(the warehouse's main stock location, the customers' location)."""
-    stock = session.scalars(
-        select(Location.id)
-        .where(Location.warehouse_id == warehouse_id, Location.usage == LocationUsage.internal)
+def _locations(session: Session, warehouse_id: int) -> tuple[Location, Location]:
+    """(the warehouse's main stock location, the customers' location), in one query: the warehouse's internal
+    locations and the customer locations, shortest path first (the main one, not a bin)."""
+    rows = session.scalars(
+        select(Location)
+        .where(((Location.warehouse_id == warehouse_id) & (Location.usage == LocationUsage.internal))
+               | (Location.usage == LocationUsage.customer))
         .order_by(func.length(Location.path), Location.id)
-    ).first()
-    customers = session.scalars(
-        select(Location.id).where(Location.usage == LocationUsage.customer).order_by(Location.id)
-    ).first()
-    if stock is None or customers is None:
+    ).all()
+    internal = [loc for loc in rows if loc.usage == LocationUsage.internal]
+    customers = sorted((loc for loc in rows if loc.usage == LocationUsage.customer), key=lambda loc: loc.id)
+    if not internal or not customers:
         raise inventory.StockError("the warehouse has no stock location or there is no customer location")
-    return stock, customers
+    return internal[0], customers[0]
+
 
 
 def record_shipment_step(
@@ -805,13 +862,15 @@ def record_shipment_step(
         wanted = None
     if wanted not in SHIPMENT_STEPS:
         raise OrderInputError("step", f"unknown step {step!r}; use picked, packed or shipped")
-    shipment = session.execute(
-        select(Shipment).where(Shipment.number == shipment_number).with_for_update()
+    # The shipment (locked) and its order in one statement.
+    found = session.execute(
+        select(Shipment, SalesOrder).join(SalesOrder, SalesOrder.id == Shipment.order_id)
+        .where(Shipment.number == shipment_number).with_for_update(of=Shipment)
         .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if shipment is None:
+    ).one_or_none()
+    if found is None:
         raise OrderInputError("shipment_number", f"no shipment {shipment_number!r}")
-    order = session.get(SalesOrder, shipment.order_id)
+    shipment, order = found
     if shipment.status == ShipmentStatus.cancelled:
         raise OrderStateError(order.status, f"shipment {shipment_number} was cancelled")
     done = SHIPMENT_STEPS.index(shipment.status) if shipment.status in SHIPMENT_STEPS else -1
@@ -822,12 +881,13 @@ def record_shipment_step(
         raise OrderStateError(order.status, f"shipment {shipment_number} must be {SHIPMENT_STEPS[done + 1]} "
                                             f"before it can be {wanted}")
     now = utcnow()
+    shipped = None
     if wanted == ShipmentStatus.picked:
         shipment.picked_at = now
     elif wanted == ShipmentStatus.packed:
         shipment.packed_at = now
     else:
-        _ship(session, shipment, order, now.date())
+        shipped = _ship(session, shipment, order, now.date())
         shipment.shipped_at, shipment.shipped_by = now, actor
         if tracking_ref:
             shipment.tracking_ref = tracking_ref[:60]
@@ -835,54 +895,95 @@ def record_shipment_step(
     session.add(shipment)
     _audit(session, actor, f"shipment.{wanted}", order.number, shipment=shipment_number)
     session.flush()
-    return _shipment_state(session, shipment, order.number)
+    return _shipment_state(session, shipment, order.number, shipped)
 
 
-def _ship(session: Session, shipment: Shipment, order: SalesOrder, today: date) -> None:
-    stock_id, customers_id = (None, None) if shipment.drop_ship else _location_ids(session, order.warehouse_id)
-    for sl in session.scalars(select(ShipmentLine).where(ShipmentLine.shipment_id == shipment.id)).all():
-        line = session.get(SalesOrderLine, sl.order_line_id)
+def _ship(session: Session, shipment: Shipment, order: SalesOrder, today: date) -> list[tuple[ShipmentLine, str]]:
+    """Post the shipment's moves and raise its lines' delivered quantities; returns (shipment line, sku) rows
+    for the shipment's state. The locations and products read here stay referenced for the whole loop, so
+    post_move's lookups of them by id are answered by the session, not the database."""
+    stock = customers = None
+    if not shipment.drop_ship:
+        stock, customers = _locations(session, order.warehouse_id)
+    codes = _Codes(session)
+    rows = session.execute(
+        select(ShipmentLine, SalesOrderLine, Product)
+        .join(SalesOrderLine, SalesOrderLine.id == ShipmentLine.order_line_id)
+        .join(Product, Product.id == ShipmentLine.product_id)
+        .where(ShipmentLine.shipment_id == shipment.id)
+        .order_by(ShipmentLine.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    for sl, line, _product in rows:
         if not shipment.drop_ship:
             moved = inventory.post_move(session, inventory.MoveRequest(
                 key=f"{shipment.number}/{line.id}", product_id=line.product_id, quantity=qty(sl.quantity),
-                source_location_id=stock_id, dest_location_id=customers_id,
+                source_location_id=stock.id, dest_location_id=customers.id,
                 demand_key=demand_key(order.number, line.line_no), move_date=today, customer_id=order.customer_id,
-            ))
+            ), account_memo=codes.categories)
             sl.move_id = moved.move_id
             session.add(sl)
         delivered_before = qty(line.qty_delivered)
         line.qty_delivered = delivered_before + qty(sl.quantity)
-        line.qty_reserved = _held(session, demand_key(order.number, line.line_no))
+        # post_move flushed the demand it consumed: read what it still holds without flushing first, so the
+        # line is written once with both quantities.
+        with session.no_autoflush:
+            line.qty_reserved = _held(session, demand_key(order.number, line.line_no))
         session.add(line)
         session.flush()
-        _catch_up_cogs(session, order, line, delivered_before, today, shipment.number)
+        _catch_up_cogs(session, order, line, delivered_before, today, shipment.number, codes)
+    return [(sl, product.sku) for sl, _line, product in rows]
 
 
 # ------------------------------------------------------------------------------------------------- invoices
 
 
-def _category_account(session: Session, category_id: int | None, attr: str, default: str) -> str:
-    for cid in _category_path(session, category_id):
-        account_id = getattr(session.get(ProductCategory, cid), attr)
-        if account_id is not None:
-            return session.scalar(select(Account.code).where(Account.id == account_id))
-    return default
+class _Codes:
+    """Account codes one posting call needs, each read once: a category's accounts (nearest up its path, all
+    three in one walk) and a tax's account. Lives for one call only, so it never outlives a change of the chart."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.categories: dict[int | None, dict[str, str]] = {}  # inventory.category_accounts' memo
+        self._taxes: dict[int, str] = {}
+
+    def category(self, category_id: int | None, attr: str, default: str) -> str:
+        return inventory.category_accounts(self.session, category_id, self.categories).get(attr) or default
+
+    def tax(self, product: Product) -> str:
+        if product.tax_id is None:
+            return "2200"
+        if product.tax_id not in self._taxes:
+            self._taxes[product.tax_id] = _tax_account(self.session, product)
+        return self._taxes[product.tax_id]
 
 
-def _delivered_value(session: Session, line: SalesOrderLine) -> tuple[Decimal, Decimal]:
-    """(quantity, value) of the line's delivery moves: what left stock for it, at valuation."""
-    row = session.execute(
-        select(func.coalesce(func.sum(StockMove.quantity), 0), func.coalesce(func.sum(StockMove.value), 0))
+def _category_account(session: Session, category_id: int | None, attr: str, default: str,
+                      codes: _Codes | None = None) -> str:
+    return (codes or _Codes(session)).category(category_id, attr, default)
+
+
+def _cost_due(session: Session, line: SalesOrderLine, invoiced: Decimal) -> Decimal:
+    """COGS still to recognise for `invoiced` units of the line: the value of the delivered moves for the units
+    both delivered and invoiced (Anglo-Saxon, b10: cost is recognised when revenue is, at what the delivery cost),
+    less the cost its invoices (net of credit notes) recognised already. One statement."""
+    moved_qty, moved_value, recognised = session.execute(
+        select(
+            func.coalesce(func.sum(StockMove.quantity), 0), func.coalesce(func.sum(StockMove.value), 0),
+            select(func.coalesce(func.sum(case((CustomerInvoice.kind == "invoice", CustomerInvoiceLine.cost_amount),
+                                               else_=-CustomerInvoiceLine.cost_amount)), 0))
+            .join(CustomerInvoice, CustomerInvoice.id == CustomerInvoiceLine.invoice_id)
+            .where(CustomerInvoiceLine.order_line_id == line.id)
+            .scalar_subquery(),
+        )
+        .select_from(StockMove)
         .join(ShipmentLine, ShipmentLine.move_id == StockMove.id)
         .where(ShipmentLine.order_line_id == line.id)
     ).one()
-    return qty(row[0]), money(row[1])
+    return _covered_cost(qty(moved_qty), money(moved_value), invoiced) - money(recognised)
 
 
-def _cost_target(session: Session, line: SalesOrderLine, invoiced: Decimal) -> Decimal:
-    """COGS that belongs to `invoiced` units of the line: the value of the delivered moves for the units both
-    delivered and invoiced (Anglo-Saxon, b10: cost is recognised when revenue is, at what the delivery cost)."""
-    moved_qty, moved_value = _delivered_value(session, line)
+def _covered_cost(moved_qty: Decimal, moved_value: Decimal, invoiced: Decimal) -> Decimal:
     covered = min(invoiced, moved_qty)
     if covered <= 0:
         return ZERO
@@ -891,21 +992,13 @@ def _cost_target(session: Session, line: SalesOrderLine, invoiced: Decimal) -> D
     return money(moved_value * covered / moved_qty)
 
 
-def _recognised_cost(session: Session, line_id: int) -> Decimal:
-    rows = session.execute(
-        select(CustomerInvoice.kind, func.coalesce(func.sum(CustomerInvoiceLine.cost_amount), 0))
-        .join(CustomerInvoice, CustomerInvoice.id == CustomerInvoiceLine.invoice_id)
-        .where(CustomerInvoiceLine.order_line_id == line_id)
-        .group_by(CustomerInvoice.kind)
-    ).all()
-    return sum((money(v) if kind == "invoice" else -money(v) for kind, v in rows), ZERO)
-
-
-def _cogs_lines(session: Session, product: Product, amount: Decimal, customer_id: int) -> list[LineSpec]:
+def _cogs_lines(session: Session, product: Product, amount: Decimal, customer_id: int,
+                codes: _Codes | None = None) -> list[LineSpec]:
     if amount == 0:
         return []
-    cogs = _category_account(session, product.category_id, "expense_account_id", COGS_ACCOUNT)
-    output = _category_account(session, product.category_id, "stock_output_account_id", STOCK_OUTPUT_ACCOUNT)
+    codes = codes or _Codes(session)
+    cogs = codes.category(product.category_id, "expense_account_id", COGS_ACCOUNT)
+    output = codes.category(product.category_id, "stock_output_account_id", STOCK_OUTPUT_ACCOUNT)
     if amount > 0:
         return [LineSpec(cogs, debit=amount, label=product.sku, customer_id=customer_id),
                 LineSpec(output, credit=amount, label=product.sku, customer_id=customer_id)]
@@ -914,12 +1007,12 @@ def _cogs_lines(session: Session, product: Product, amount: Decimal, customer_id
 
 
 def _catch_up_cogs(session: Session, order: SalesOrder, line: SalesOrderLine, delivered_before: Decimal,
-                   today: date, shipment_no: str) -> None:
+                   today: date, shipment_no: str, codes: _Codes | None = None) -> None:
     """Units invoiced before they shipped (ordered policy) had no delivery value yet: once they ship, move their
     cost out of the interim account, and add it to the latest invoice line so recognised cost stays one sum."""
     if qty(line.qty_invoiced) <= delivered_before:
         return
-    amount = _cost_target(session, line, qty(line.qty_invoiced)) - _recognised_cost(session, line.id)
+    amount = _cost_due(session, line, qty(line.qty_invoiced))
     if amount == 0:
         return
     latest = session.execute(
@@ -931,7 +1024,7 @@ def _catch_up_cogs(session: Session, order: SalesOrder, line: SalesOrderLine, de
     product = session.get(Product, line.product_id)
     post_entry(session, source_key=f"cogs:{shipment_no}/{line.id}", entry_date=today, journal="stock",
                memo=f"Cost of {product.sku} invoiced before delivery ({order.number})",
-               lines=_cogs_lines(session, product, amount, order.customer_id))
+               lines=_cogs_lines(session, product, amount, order.customer_id, codes))
     latest.cost_amount = money(latest.cost_amount) + amount
     session.add(latest)
     session.flush()
@@ -980,15 +1073,18 @@ def _tax_account(session: Session, product: Product) -> str:
     return session.scalar(select(Account.code).join(Tax, Tax.account_id == Account.id).where(Tax.id == product.tax_id))
 
 
-def invoice_order(session: Session, number: str, key: str, *, today: date) -> InvoiceState:
+def invoice_order(session: Session, number: str, key: str, *, today: date,
+                  order: SalesOrder | None = None) -> InvoiceState:
     """Invoice what each line's invoice policy allows now (ordered: ordered − cancelled − invoiced; delivered:
     delivered − invoiced). Journal: Dr receivable (customer) / Cr income, Cr output tax; and Dr COGS / Cr stock
-    output at the delivered moves' value. The same key returns the invoice written the first time."""
+    output at the delivered moves' value. The same key returns the invoice written the first time.
+    `order`: the row as this transaction already locked it."""
     if not key or len(key) > 80:
         raise OrderInputError("key", "an invoice key of 1 to 80 characters is required")
     # Lock the order before looking for the key: two attempts with one key queue here, and the second then
     # finds the first one's invoice instead of failing on the unique key.
-    order = get_order(session, number, lock=True)
+    if order is None:
+        order = get_order(session, number, lock=True)
     existing = session.scalars(select(CustomerInvoice).where(CustomerInvoice.key == key)).first()
     if existing is not None:
         return _invoice_state(existing)
@@ -996,8 +1092,16 @@ def invoice_order(session: Session, number: str, key: str, *, today: date) -> In
         raise OrderStateError(order.status, f"order {number} is {order.status}: only a confirmed or delivered "
                                             "order is invoiced")
     pieces = []
-    for line in _lines(session, order):
-        product = session.get(Product, line.product_id)
+    codes = _Codes(session)
+    # Lines and their products in one query (the products stay referenced here, so later lookups by id hit the
+    # session instead of the database).
+    for line, product in session.execute(
+        select(SalesOrderLine, Product)
+        .join(Product, Product.id == SalesOrderLine.product_id)
+        .where(SalesOrderLine.order_id == order.id)
+        .order_by(SalesOrderLine.line_no)
+        .execution_options(populate_existing=True)
+    ).all():
         policy = str(product.invoice_policy.value if hasattr(product.invoice_policy, "value")
                      else product.invoice_policy)
         amount = rules.invoiceable_quantity(policy=policy, ordered=qty(line.quantity),
@@ -1024,14 +1128,14 @@ def invoice_order(session: Session, number: str, key: str, *, today: date) -> In
     for line, product, amount, sub, tx in pieces:
         line.qty_invoiced = qty(line.qty_invoiced) + amount
         session.add(line)
-        cost = _cost_target(session, line, qty(line.qty_invoiced)) - _recognised_cost(session, line.id)
+        cost = _cost_due(session, line, qty(line.qty_invoiced))
         session.add(CustomerInvoiceLine(invoice_id=invoice.id, order_line_id=line.id, product_id=product.id,
                                         quantity=amount, unit_price=money(line.unit_price), subtotal=sub,
                                         tax_amount=tx, cost_amount=cost))
-        income[_category_account(session, product.category_id, "income_account_id", INCOME_ACCOUNT)] += sub
+        income[codes.category(product.category_id, "income_account_id", INCOME_ACCOUNT)] += sub
         if tx:
-            taxes[_tax_account(session, product)] += tx
-        cogs += _cogs_lines(session, product, cost, order.customer_id)
+            taxes[codes.tax(product)] += tx
+        cogs += _cogs_lines(session, product, cost, order.customer_id, codes)
     session.flush()
     entry = post_entry(
         session, source_key=key, entry_date=today, journal="sales", memo=f"Invoice {invoice_no} for {number}",
@@ -1155,8 +1259,10 @@ def record_payment(
     return payment, _payment_quotes(session, payment)
 
 
-def order_balance(session: Session, number: str) -> OrderBalance:
-    order = get_order(session, number)
+def order_balance(session: Session, number: str, *, order: SalesOrder | None = None) -> OrderBalance:
+    """`order`: the row this transaction already read (and wrote)."""
+    if order is None:
+        order = get_order(session, number)
     lines = _lines(session, order)
     invoices = session.scalars(select(CustomerInvoice).where(CustomerInvoice.order_id == order.id)).all()
     due = sum((money(i.amount_residual) * (1 if i.kind == "invoice" else -1) for i in invoices), ZERO)
@@ -1181,30 +1287,34 @@ def order_balance(session: Session, number: str) -> OrderBalance:
 def accept_order(session: Session, number: str) -> AcceptOrderResult:
     """The accepted order's credit check, and its reservation when within the limit (a held order reserves
     nothing until released). The order row is locked first, so the check and the reservation see one state."""
-    get_order(session, number, lock=True)
-    credit = credit_check(session, number)
-    return AcceptOrderResult(credit=credit, reserved=None if credit.over_limit else reserve_order(session, number))
+    order = get_order(session, number, lock=True)
+    credit = credit_check(session, number, order=order)
+    return AcceptOrderResult(credit=credit, reserved=None if credit.over_limit
+                             else reserve_order(session, number, order=order))
 
 
-def _invoice_notice(session: Session, number: str, invoice: InvoiceState, public_url: str) -> None:
+def _invoice_notice(session: Session, number: str, invoice: InvoiceState, public_url: str,
+                    order: SalesOrder | None = None, recipients: dict | None = None) -> None:
     if invoice.invoice_number is not None:
         queue_order_notice(session, number, message_key=f"{invoice.invoice_number}:sent", event="invoice",
                            detail=f"{invoice.invoice_number}: {invoice.amount_total} due {invoice.due_date}",
-                           public_url=public_url)
+                           public_url=public_url, order=order, recipients=recipients)
 
 
 def confirm_order(session: Session, number: str, *, actor: str, reason: str, invoice_key: str | None,
                   public_url: str, today: date) -> ConfirmOrderResult:
     """Confirm: status confirmed (with its audit event), the confirmation notice, the invoice of the
-    ordered-policy lines when `invoice_key` is given (with its notice), and the balance after it."""
-    set_status(session, number, OrderStatus.confirmed, actor=actor, reason=reason)
+    ordered-policy lines when `invoice_key` is given (with its notice), and the balance after it. The order row is
+    read (and locked) once and handed to each step."""
+    order = set_status(session, number, OrderStatus.confirmed, actor=actor, reason=reason)
+    recipients: dict = {}
     queue_order_notice(session, number, message_key=f"{number}:confirmation", event="confirmation",
-                       public_url=public_url)
+                       public_url=public_url, order=order, recipients=recipients)
     invoice = _invoice_state(None)
     if invoice_key is not None:
-        invoice = invoice_order(session, number, invoice_key, today=today)
-        _invoice_notice(session, number, invoice, public_url)
-    return ConfirmOrderResult(invoice=invoice, balance=order_balance(session, number))
+        invoice = invoice_order(session, number, invoice_key, today=today, order=order)
+        _invoice_notice(session, number, invoice, public_url, order, recipients)
+    return ConfirmOrderResult(invoice=invoice, balance=order_balance(session, number, order=order))
 
 
 def settle_order(session: Session, number: str, *, notices: tuple[OrderNotifyInput, ...] = (),
@@ -1212,31 +1322,34 @@ def settle_order(session: Session, number: str, *, notices: tuple[OrderNotifyInp
                  public_url: str, today: date) -> SettleOrderResult:
     """After shipments finished or a payment came in (see SettleOrderInput): the notices, the invoice of what
     shipped, the balance, and once nothing is open and everything is delivered: the rest invoiced, delivered,
-    and done when paid. The status moves only forward, so a retry after the commit changes nothing."""
-    get_order(session, number, lock=True)
+    and done when paid. The status moves only forward, so a retry after the commit changes nothing. The order row
+    is read (and locked) once and handed to each step."""
+    order = get_order(session, number, lock=True)
+    recipients: dict = {}
     for n in notices:
         queue_order_notice(session, number, message_key=n.message_key, event=n.event, detail=n.detail,
-                           public_url=public_url)
+                           public_url=public_url, order=order, recipients=recipients)
     invoices: list[InvoiceState] = []
 
     def invoice(key: str) -> None:
-        state = invoice_order(session, number, key, today=today)
+        state = invoice_order(session, number, key, today=today, order=order)
         if state.invoice_number is not None:
             invoices.append(state)
-            _invoice_notice(session, number, state, public_url)
+            _invoice_notice(session, number, state, public_url, order, recipients)
 
     if invoice_key is not None:
         invoice(invoice_key)
-    balance = order_balance(session, number)
-    order = get_order(session, number)
+    balance = order_balance(session, number, order=order)
     if close and balance.fully_delivered:
         if not balance.fully_invoiced and rest_invoice_key is not None and not invoices:
             invoice(rest_invoice_key)
-            balance = order_balance(session, number)
+            balance = order_balance(session, number, order=order)
         if order.status == OrderStatus.confirmed:
-            set_status(session, number, OrderStatus.delivered, actor="system", reason="everything shipped")
+            set_status(session, number, OrderStatus.delivered, actor="system", reason="everything shipped",
+                       order=order)
         if balance.fully_invoiced and balance.amount_due <= ZERO and order.status == OrderStatus.delivered:
-            set_status(session, number, OrderStatus.done, actor="system", reason="delivered, invoiced and paid")
+            set_status(session, number, OrderStatus.done, actor="system", reason="delivered, invoiced and paid",
+                       order=order)
     return SettleOrderResult(invoices=tuple(invoices), balance=balance, status=str(order.status))
 
 
@@ -1244,7 +1357,7 @@ def settle_order(session: Session, number: str, *, notices: tuple[OrderNotifyInp
 
 
 def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine], today: date, *,
-                 key: str | None = None, keep=None, memo: str = "") -> CustomerInvoice | None:
+                 key: str | None = None, keep=None, memo: str = "", piece=None) -> CustomerInvoice | None:
     """Credit what was invoiced beyond what the line keeps: by default its delivered quantity (a cancelled order
     keeps only what shipped); `keep(line)` says otherwise (cancel_backorder keeps ordered − cancelled). For
     ordered-policy lines invoiced ahead of shipping."""
@@ -1259,7 +1372,9 @@ def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine
         over = qty(line.qty_invoiced) - kept
         if over <= 0:
             continue
-        if kept == 0:
+        if piece is not None:  # the caller knows the exact amounts (amend_order: what stays is the line's amount)
+            sub, tax = piece(line, over)
+        elif kept == 0:
             sub, tax = _net_invoiced(session, line.id)  # all of it: credit exactly what was invoiced
         else:
             sub, tax = _piece_amounts(session, order, line, over, completes=False)
@@ -1444,11 +1559,297 @@ def cancel_backorder(session: Session, number: str, *, actor: str, key: str, tod
     return result
 
 
+# ------------------------------------------------------------------------------------------------- amend
+
+AMENDABLE = frozenset({OrderStatus.confirmed, OrderStatus.awaiting_customer})
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+
+
+def _recorded_amendment(session: Session, number: str, key: str) -> AuditEvent | None:
+    events = session.scalars(
+        select(AuditEvent).where(AuditEvent.entity_kind == "sales_order", AuditEvent.entity_id == number,
+                                 AuditEvent.action == "order.amended")
+    ).all()
+    return next((e for e in events if (e.data or {}).get("key") == key), None)
+
+
+def _stored_amounts(order: SalesOrder, line: SalesOrderLine) -> rules.LineAmounts:
+    return rules.line_amounts(
+        quantity=qty(line.quantity), unit_price=money(line.unit_price), list_price=money(line.list_price),
+        line_discount_percent=Decimal(str(line.discount_percent)),
+        order_discount_percent=Decimal(str(order.order_discount_percent)), tax_rate=Decimal(str(line.tax_rate)),
+        unit_cost=Decimal(str(line.unit_cost)))
+
+
+def _open_shipments_by_line(session: Session, order: SalesOrder) -> dict[int, list[str]]:
+    rows = session.execute(
+        select(ShipmentLine.order_line_id, Shipment.number)
+        .join(Shipment, Shipment.id == ShipmentLine.shipment_id)
+        .where(Shipment.order_id == order.id, Shipment.status.in_(OPEN_SHIPMENT))
+        .order_by(Shipment.seq)
+    ).all()
+    found: dict[int, list[str]] = defaultdict(list)
+    for line_id, shipment_no in rows:
+        found[line_id].append(shipment_no)
+    return found
+
+
+def _match_lines(session: Session, current: list[SalesOrderLine], wanted: tuple[QuoteLineInput, ...]):
+    """Pair each wanted line with an order line of the same SKU and drop-ship flag, first come first served:
+    (pairs of (wanted index, line or None for a new line), the order lines left out (removed))."""
+    skus = dict(session.execute(
+        select(Product.id, Product.sku).where(Product.id.in_([ln.product_id for ln in current] or [0]))
+    ).all())
+    free = list(current)
+    pairs = []
+    for i, want in enumerate(wanted):
+        sku = (want.sku or "").strip()
+        match = next((ln for ln in free if skus[ln.product_id] == sku and bool(ln.drop_ship) == bool(want.drop_ship)),
+                     None)
+        if match is not None:
+            free.remove(match)
+        pairs.append((i, match))
+    return pairs, [ln for ln in free if qty(ln.quantity) > 0], skus
+
+
+def _amended_quantity(want: QuoteLineInput, i: int) -> Decimal:
+    try:
+        quantity = qty(want.quantity)
+    except Exception:
+        raise OrderInputError(f"lines[{i}].quantity", "must be a number") from None
+    if quantity < 0 or quantity != Decimal(str(want.quantity)):
+        raise OrderInputError(f"lines[{i}].quantity", "must be zero or positive, with at most 3 decimals")
+    if quantity > MAX_QUANTITY:
+        raise OrderInputError(f"lines[{i}].quantity", f"must be at most {MAX_QUANTITY:,}")
+    return quantity
+
+
+def _price_changed(line: SalesOrderLine, want: QuoteLineInput) -> bool:
+    try:
+        return (Decimal(str(want.discount_percent)) != Decimal(str(line.discount_percent))
+                or (money(line.unit_price) if line.manual_price else None)
+                != (None if want.unit_price is None else Decimal(str(want.unit_price))))
+    except Exception:
+        return True
+
+
+def _amend_floor(line: SalesOrderLine, sku: str, field: str, new: Decimal, in_open: Decimal,
+                 shipments: list[str]) -> None:
+    """A line may not go below what left the warehouse plus what sits in a shipment not yet shipped."""
+    delivered = qty(line.qty_delivered)
+    if new >= delivered + in_open:
+        return
+    if in_open > 0 and new < delivered + in_open:
+        names = ", ".join(shipments)
+        raise OrderInputError(field, f"line {line.line_no} ({sku}) cannot go below "
+                                     f"{format((delivered + in_open).normalize(), 'f')}: "
+                                     f"{format(in_open.normalize(), 'f')} wait in shipment {names}; "
+                                     f"ship or cancel shipment {names} first")
+    raise OrderInputError(field, f"line {line.line_no} ({sku}) cannot go below the "
+                                 f"{format(delivered.normalize(), 'f')} already delivered; offer a return instead")
+
+
+def _amendment_result(session: Session, number: str, data: dict, reserved: ReserveOrderResult) -> AmendOrderResult:
+    invoice = None
+    if data.get("invoice_key"):
+        invoice = session.scalars(select(CustomerInvoice).where(CustomerInvoice.key == data["invoice_key"])).first()
+    return AmendOrderResult(
+        version=int(data["version"]), summary=data["summary"], amount_total=Decimal(data["amount_total"]),
+        released=Decimal(data["released"]), credit_note_number=data.get("credit_note_number"),
+        credit_note_amount=Decimal(data["credit_note_amount"]), invoice=_invoice_state(invoice), reserved=reserved,
+        quote=quote_state(session, number),
+    )
+
+
+def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: str, today: date,
+                invoice_key: str | None = None, public_url: str = DEFAULT_PUBLIC_URL) -> AmendOrderResult:
+    """Amend a confirmed (or awaiting_customer) order: `cmd.lines` is the full new set of lines.
+
+    - Lines are matched to the order's by SKU and drop-ship flag (first come first served); a line left out is
+      lowered to 0 (it stays, with its line number, because shipments, invoices and its demand key refer to it);
+      a new line gets the next line number. A line's new quantity replaces ordered − cancelled.
+    - No line goes below delivered + in open shipments (the refusal names the shipment to ship or cancel first).
+    - Down: the surplus reservation is released and the demand stops asking for it; ordered-policy units invoiced
+      beyond the new quantity are credited (credit note under `key`, offset against unpaid invoices). A lowered
+      line keeps its agreed unit price.
+    - Up or new: priced by the pricelist at the new quantity (as edit_quote prices), then the credit check: an
+      increase that leaves the customer over the limit is refused (CreditLimitExceeded), nothing written. Then the
+      order reserves (reserve_order) and, with `invoice_key`, invoices the ordered-policy increase.
+    - The version goes up by one, an audit event records it, and the customer and rep get an "amendment" notice.
+
+    Idempotent by `key`: a repeat returns the first call's result (kept in its audit event) and changes nothing
+    (its reservation pass only tops up, never doubles)."""
+    if not key or len(key) > 80:
+        raise OrderInputError("key", "a key of 1 to 80 characters is required")
+    order = get_order(session, number, lock=True)
+    recorded = _recorded_amendment(session, number, key)
+    if recorded is not None:
+        return _amendment_result(session, number, recorded.data, reserve_order(session, number))
+    if order.status not in AMENDABLE:
+        raise OrderStateError(order.status, f"order {number} is {order.status}: only a confirmed order, or one "
+                                            "waiting for the customer's backorder choice, can be amended")
+    if cmd.expected_version is not None and cmd.expected_version != order.version:
+        raise StaleVersion(order.status, f"order {number} was changed meanwhile (now version {order.version}, "
+                                         f"your amendment was of version {cmd.expected_version}): reload and "
+                                         "amend again")
+    wanted = tuple(cmd.lines or ())
+    if not wanted:
+        raise OrderInputError("lines", "an amended order keeps at least one line (cancel the order instead)")
+    current = _lines(session, order)
+    pairs, removed, skus = _match_lines(session, current, wanted)
+    in_open = _in_open_shipments(session, order)
+    open_names = _open_shipments_by_line(session, order)
+    old_total = money(order.amount_total)
+
+    changes: list[str] = []
+    lowered: list[tuple[SalesOrderLine, Decimal]] = []  # (line, new quantity)
+    raised: list[tuple[SalesOrderLine | None, int, Decimal]] = []  # (line or None for new, wanted index, quantity)
+    for i, line in pairs:
+        want = wanted[i]
+        new = _amended_quantity(want, i)
+        if line is None:
+            if new == 0:
+                raise OrderInputError(f"lines[{i}].quantity", "a new line needs a positive quantity")
+            raised.append((None, i, new))
+            continue
+        effective = qty(line.quantity) - qty(line.qty_cancelled)
+        if new == effective:
+            if _price_changed(line, want):
+                raise OrderInputError(f"lines[{i}].unit_price", f"line {line.line_no} ({skus[line.product_id]}): "
+                                      "an amendment changes quantities; the agreed price of an unchanged quantity "
+                                      "stays")
+            continue
+        _amend_floor(line, skus[line.product_id], f"lines[{i}].quantity", new, in_open.get(line.id, ZERO),
+                     open_names.get(line.id, []))
+        (raised.append((line, i, new)) if new > effective else lowered.append((line, new)))
+    for line in removed:
+        _amend_floor(line, skus[line.product_id], "lines", ZERO, in_open.get(line.id, ZERO),
+                     open_names.get(line.id, []))
+        lowered.append((line, ZERO))
+    if not lowered and not raised:
+        raise OrderInputError("lines", "the amendment changes nothing")
+
+    # Down: give back the surplus reservation, then the line's new quantity and amounts.
+    released = ZERO
+    for line, new in lowered:
+        sku = skus[line.product_id]
+        old = qty(line.quantity) - qty(line.qty_cancelled)
+        line.quantity, line.qty_cancelled = new, ZERO
+        a = _stored_amounts(order, line)
+        line.subtotal, line.tax_amount = a.subtotal, a.tax
+        if not line.drop_ship:
+            dkey = demand_key(number, line.line_no)
+            surplus = _held(session, dkey) - _outstanding(line)
+            if surplus > 0:
+                released += inventory.release(session, demand_key=dkey, quantity=surplus)
+            demand = session.execute(
+                select(ReservationDemand).where(ReservationDemand.demand_key == dkey).with_for_update()
+                .execution_options(populate_existing=True)
+            ).scalar_one_or_none()
+            if demand is not None:  # no later top-up reserves the part given up
+                demand.requested = min(qty(demand.requested), max(_outstanding(line), ZERO))
+                session.add(demand)
+            line.qty_reserved = _held(session, dkey)
+        session.add(line)
+        changes.append(f"{sku} {format(old.normalize(), 'f')} → {format(new.normalize(), 'f')}"
+                       if new > 0 else f"{sku} removed")
+    session.flush()
+
+    # Up or new: priced by the pricelist at the new quantity.
+    next_no = max((ln.line_no for ln in current), default=0)
+    ordered_increase = False
+    if raised:
+        priced = _price_lines(session, [replace_quantity(wanted[i], q) for _, i, q in raised],
+                              pricelist_id=order.pricelist_id,
+                              order_discount=Decimal(str(order.order_discount_percent)), today=today)
+        for (line, i, new), p in zip(raised, priced):
+            promise = None if p.data.drop_ship else _line_promise(session, p.product.id, p.quantity,
+                                                                  order.warehouse_id, today)
+            if line is None:
+                next_no += 1
+                line = SalesOrderLine(order_id=order.id, line_no=next_no, product_id=p.product.id,
+                                      description=p.product.name[:200], drop_ship=p.data.drop_ship)
+                changes.append(f"+ {format(new.normalize(), 'f')} {p.product.sku}")
+            else:
+                old = qty(line.quantity) - qty(line.qty_cancelled)
+                changes.append(f"{p.product.sku} {format(old.normalize(), 'f')} → {format(new.normalize(), 'f')}")
+            line.quantity, line.qty_cancelled = p.quantity, ZERO
+            line.list_price, line.unit_price, line.price_rule_id = p.list_price, p.unit_price, p.rule_id
+            line.agreed_price, line.manual_price = p.agreed_price, p.data.unit_price is not None
+            line.discount_percent = Decimal(str(p.data.discount_percent))
+            line.unit_cost, line.tax_rate = p.unit_cost, p.tax_rate
+            line.subtotal, line.tax_amount = p.amounts.subtotal, p.amounts.tax
+            line.promised_date = promise
+            session.add(line)
+            policy = p.product.invoice_policy
+            ordered_increase |= str(policy.value if hasattr(policy, "value") else policy) == "ordered"
+        session.flush()
+
+    # The order's totals, from every line as it now stands.
+    lines = _lines(session, order)
+    amounts = [_stored_amounts(order, ln) for ln in lines]
+    totals = rules.quote_totals(amounts)
+    order.list_total, order.amount_untaxed, order.amount_tax = totals.list_total, totals.untaxed, totals.tax
+    order.amount_total, order.cost_total = totals.total, totals.cost
+    order.discount_percent, order.margin_percent = totals.discount_percent, totals.margin_percent
+    order.agreed_total = sum((money(qty(ln.quantity) * money(ln.agreed_price)) for ln in lines), ZERO)
+    order.concession_percent = rules.concession_percent(order.agreed_total, totals.untaxed)
+    promises = [ln.promised_date for ln in lines if ln.promised_date is not None and _outstanding(ln) > 0]
+    order.promised_date = (rules.order_promised_date(promises, _shipping_policy(order.backorder_preference))
+                           or order.promised_date)
+    order.version += 1
+    session.add(order)
+    session.flush()
+
+    if money(order.amount_total) > old_total:
+        credit = credit_check(session, number)
+        if credit.over_limit:
+            raise CreditLimitExceeded(order.status, (
+                f"the amendment raises order {number} from {old_total} to {order.amount_total}: the exposure of "
+                f"{credit.exposure} would exceed the credit limit {credit.limit}; a payment first, or a smaller "
+                "amendment"))
+
+    # Ordered-policy units invoiced beyond the new quantity: credit them, so what stays invoiced is exactly the
+    # line's new amount.
+    def exact(line: SalesOrderLine, over: Decimal) -> tuple[Decimal, Decimal]:
+        sub, tax = _net_invoiced(session, line.id)
+        return sub - money(line.subtotal), tax - money(line.tax_amount)
+
+    note = _credit_note(session, order, [ln for ln, _ in lowered], today, key=key,
+                        keep=lambda ln: qty(ln.quantity), memo=f"Credit note for the amendment of {number}",
+                        piece=exact)
+    reserved = reserve_order(session, number)
+    invoice = _invoice_state(None)
+    if invoice_key is not None and ordered_increase:
+        invoice = invoice_order(session, number, invoice_key, today=today)
+    summary = "; ".join(changes)
+    data = dict(key=key, version=order.version, summary=summary, amount_total=str(order.amount_total),
+                old_total=str(old_total), released=str(released),
+                credit_note_number=note.number if note is not None else None,
+                credit_note_amount=str(money(note.amount_total)) if note is not None else "0",
+                invoice_key=invoice_key if invoice.invoice_number is not None else None)
+    _audit(session, cmd.actor.username, "order.amended", number, cmd.comment, **data)
+    detail = f"Amended (version {order.version}): {summary}. New total {order.amount_total}."
+    if note is not None:
+        detail += f" Credit note {note.number} for {money(note.amount_total)}."
+    queue_order_notice(session, number, message_key=f"{number}:amended:{order.version}", event="amendment",
+                       detail=detail, public_url=public_url)
+    _invoice_notice(session, number, invoice, public_url)
+    session.flush()
+    return _amendment_result(session, number, data, reserved)
+
+
+def replace_quantity(line: QuoteLineInput, quantity: Decimal) -> QuoteLineInput:
+    return QuoteLineInput(sku=line.sku, quantity=quantity, discount_percent=line.discount_percent,
+                          unit_price=line.unit_price, drop_ship=line.drop_ship)
+
+
 # ------------------------------------------------------------------------------------------------- notices
 
 # event -> subject (OrderNotifyInput.event)
 NOTICE_SUBJECTS = {
     "confirmation": "Order {number} confirmed",
+    "amendment": "Order {number} amended",
     "hold": "Order {number} is on credit hold",
     "shipment": "Order {number}: shipment on its way",
     "delay": "Order {number}: delivery delayed",
@@ -1490,7 +1891,7 @@ def _group_notice_body(order: SalesOrder, customer: Customer, event: str, detail
 
 
 def queue_order_notice(session: Session, number: str, *, message_key: str, event: str, detail: str = "",
-                       public_url: str) -> int:
+                       public_url: str, order: SalesOrder | None = None, recipients: dict | None = None) -> int:
     """Queue the e-mails about an order event in the outbox; returns how many were new (a retry adds none).
 
     Customer events go to the customer (key `<message_key>:customer`) and the rep (`<message_key>:<rep>`, with a
@@ -1498,8 +1899,20 @@ def queue_order_notice(session: Session, number: str, *, message_key: str, event
     (`<message_key>:<username>`, with the link), through the outbox's group queue."""
     if event not in NOTICE_SUBJECTS:
         raise OrderInputError("event", f"unknown order event {event!r}")
-    order = get_order(session, number)
-    customer = session.get(Customer, order.customer_id)
+    if order is None:
+        order = get_order(session, number)
+    # The customer and the rep's address in one statement (the rep's is unused for a group event); `recipients`
+    # keeps them for the next notice of the same call (confirm_order and settle_order queue two or three).
+    found = recipients.get(order.id) if recipients is not None else None
+    if found is None:
+        found = session.execute(
+            select(Customer, select(User.email).where(User.username == order.rep, User.active.is_(True))
+                   .limit(1).scalar_subquery())
+            .where(Customer.id == order.customer_id)
+        ).one()
+        if recipients is not None:
+            recipients[order.id] = found
+    customer, rep_email = found
     subject = NOTICE_SUBJECTS[event].format(number=order.number)
     link = f"{public_url.rstrip('/')}/orders/{order.number}"
     if event in GROUP_NOTICES:
@@ -1507,7 +1920,6 @@ def queue_order_notice(session: Session, number: str, *, message_key: str, event
         return outbox.queue_for_groups(session, message_key=message_key, groups=GROUP_NOTICES[event],
                                        subject=subject, body=body, link=link)
     body = _notice_body(order, customer, event, detail)
-    rep_email = session.scalar(select(User.email).where(User.username == order.rep, User.active.is_(True)))
     added = 0
     if customer.email:
         added += outbox.queue_message(session, message_key=f"{message_key}:customer", recipient=customer.email,

@@ -714,3 +714,38 @@ class SettleOrderResult:
     invoices: tuple[InvoiceState, ...]  # the invoices written by this call, in order
     balance: OrderBalance
     status: str  # the order's status after the call
+
+
+# Amending a confirmed order (issue 4): the QuoteToCash Update amend_order and its activity.
+
+@dataclass(frozen=True)
+class AmendOrderCommand:
+    """Change a confirmed (or awaiting_customer) order before the changed quantities ship: `lines` is the full new
+    set, as in EditQuoteCommand (lines matched to the order's by SKU and drop-ship, in order; a line left out is
+    removed; a new one is added). Raising or adding a line is priced by the pricelist and credit-checked."""
+
+    actor: Actor
+    lines: tuple[QuoteLineInput, ...]
+    comment: str = ""
+    expected_version: int | None = None
+
+
+@dataclass(frozen=True)
+class AmendOrderInput:
+    quote_number: str
+    command: AmendOrderCommand
+    key: str  # idempotency: "<quote>/amend/<n>"; also the key of its credit note, if one is needed
+    invoice_key: str | None = None  # invoice ordered-policy increases under this key (None: invoice nothing)
+
+
+@dataclass(frozen=True)
+class AmendOrderResult:
+    version: int                      # the order's version after the amendment
+    summary: str                      # what changed, as people read it ("LAMP-200 25 → 20; + 5 CAB-100")
+    amount_total: Decimal             # the order's new total
+    released: Decimal                 # reservation given back by the lowered lines
+    credit_note_number: str | None    # credit for ordered-policy units invoiced beyond the new quantity
+    credit_note_amount: Decimal
+    invoice: InvoiceState             # ordered-policy increase invoiced (invoice_number None: nothing)
+    reserved: ReserveOrderResult      # the reservation pass run after the amendment
+    quote: QuoteState

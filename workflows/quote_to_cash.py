@@ -40,6 +40,9 @@ with workflow.unsafe.imports_passed_through():
         SHIPMENT_WORKFLOW,
         AcceptOrderResult,
         Actor,
+        AmendOrderCommand,
+        AmendOrderInput,
+        AmendOrderResult,
         ApprovalChainInput,
         ApprovalOutcome,
         ApprovalResult,
@@ -112,6 +115,8 @@ EDITABLE = frozenset({OrderStatus.draft, OrderStatus.changes_requested})
 # A quote not accepted by the end of its validity date closes as expired in any of these.
 BEFORE_ACCEPTANCE = frozenset({OrderStatus.draft, OrderStatus.pending_approval, OrderStatus.changes_requested,
                                OrderStatus.sent})
+# amend_order: a running order may change its lines here (before the changed quantities ship).
+AMENDABLE = frozenset({OrderStatus.confirmed, OrderStatus.awaiting_customer})
 CANCEL_REST = "cancel_rest"  # ship what is reserved, cancel the backordered rest (Odoo's "No Backorder", b4)
 BACKORDER_CHOICES = ("ship_available", "ship_complete", CANCEL_REST)
 
@@ -251,6 +256,11 @@ class QuoteToCash:
         self._reminded: dict[date, int] = {}  # due date -> reminders sent for it
         self._folded = False  # FOLDED_STEPS_PATCH: this order's order phase runs the folded activities
         self._accepted_reservation: ReserveOrderResult | None = None  # made by accept_order, not yet taken
+        # amend_order: the Update records the command, the main loop applies it at a point where no other order
+        # activity runs (invoice keys and the reservation pass stay in one order); the answer goes back here.
+        self._amend: AmendOrderCommand | None = None
+        self._amend_answer: QuoteState | ApplicationError | None = None
+        self._amendments = 0  # numbers the amend keys
 
     # ----------------------------------------------------------------------------------------------- run
 
@@ -497,6 +507,8 @@ class QuoteToCash:
                     if preference == CANCEL_REST:
                         reserved = await self._cancel_backorder(self._backorder_choice)
                         preference = SHIP_AVAILABLE
+                    elif self._accepted_reservation is not None:  # amended while the customer was asked
+                        reserved, self._accepted_reservation = self._accepted_reservation, None
                     split = self._split(reserved, preference)
                     short = split.backorder > 0 or split.wait
                 self._short = short
@@ -520,10 +532,16 @@ class QuoteToCash:
             await self._wait(
                 lambda: (self._cancel is not None or self._stock_arrivals > self._stock_handled
                          or self._new_payments() or bool(self._unsettled_shipments())
-                         or self._cancel_rest is not None),
+                         or self._cancel_rest is not None or self._amend is not None),
                 lambda: min(deadlines) if deadlines else None,
             )
             now = workflow.now()
+            if self._amend is not None and self._cancel is None:
+                # The amendment reserved what it raised; the pass below ships it (by the backorder preference).
+                if await self._apply_amendment():
+                    self._settling = reserve_now = True
+                    retry_every = BACKORDER_RETRY
+                self._amend = None
             arrived, self._stock_handled = self._stock_arrivals > self._stock_handled, self._stock_arrivals
             if self._cancel_rest is not None and self._cancel is None:
                 # The customer gives up on the backorder: cancel it, then ship whatever is reserved (also under
@@ -571,7 +589,13 @@ class QuoteToCash:
         deadline = workflow.now() + CUSTOMER_DECISION
         self._show(f"the customer's backorder choice (until {deadline:%Y-%m-%d %H:%M} UTC)", "customer")
         self._settling = False  # the accept Update answers now: awaiting_customer
-        await self._wait(lambda: self._backorder_choice is not None or self._cancel is not None, lambda: deadline)
+        while True:
+            woken = await self._wait(lambda: self._backorder_choice is not None or self._cancel is not None
+                                     or self._amend is not None, lambda: deadline)
+            if not (woken and self._amend is not None and self._backorder_choice is None and self._cancel is None):
+                break
+            await self._apply_amendment()  # the customer still chooses; the pass after it uses the new lines
+            self._amend = None
         self._settling = True
         if self._cancel is not None:
             return "ship_available"
@@ -596,6 +620,32 @@ class QuoteToCash:
                      if result.credit_note_number else ""))
         self._event("backorder cancelled", cmd.actor.username, detail)
         return ReserveOrderResult(lines=result.lines, fully_reserved=True, shortfall=ZERO)
+
+    async def _apply_amendment(self) -> bool:
+        """Apply the amendment the Update recorded (one activity: lines, release, credit note, credit check,
+        reservation, invoice of ordered-policy increases, notice). True when applied; a refusal goes back to the
+        Update. The caller clears self._amend, which answers the Update."""
+        cmd = self._amend
+        self._amendments += 1
+        try:
+            result: AmendOrderResult = await self._act(SalesActivities.amend_order, AmendOrderInput(
+                self._number, cmd, f"{self._number}/amend/{self._amendments}", self._next_invoice_key()))
+        except ActivityError as err:
+            self._amend_answer = _activity_refusal(err)
+            return False
+        self._quote = result.quote
+        self._balance = None
+        self._accepted_reservation = result.reserved
+        detail = f"{result.summary}; total {result.amount_total}" + (
+            f"; credit note {result.credit_note_number} for {result.credit_note_amount}"
+            if result.credit_note_number else "") + (f"; released {_q(result.released)}" if result.released else "")
+        self._event(f"order amended (version {result.version})", cmd.actor.username,
+                    detail + (f" ({cmd.comment})" if cmd.comment else ""))
+        if result.invoice.invoice_number is not None:
+            self._invoiced(result.invoice)
+        self._publish()
+        self._amend_answer = result.quote
+        return True
 
     async def _confirm(self, accepted_by: str, reserved: ReserveOrderResult) -> None:
         reason = "confirmed" if reserved.fully_reserved else f"confirmed, {_q(reserved.shortfall)} short"
@@ -995,6 +1045,18 @@ class QuoteToCash:
         if self._backorder_choice is not None:
             raise _refuse("the backorder choice was already made", ORDER_STATE_INVALID)
 
+    def _check_amend(self, cmd: AmendOrderCommand) -> None:
+        self._check_status(AMENDABLE, "amend")
+        self._check_actor(cmd.actor, SALES_OFFICE, "amend")
+        if self._amend is not None or self._cancel is not None or self._cancel_rest is not None:
+            raise _refuse(f"order {self._number} is being changed right now; reload and try again", STALE_VERSION)
+        if cmd.expected_version is not None and cmd.expected_version != self._quote.version:
+            raise _refuse(f"order {self._number} changed since you loaded it (version {cmd.expected_version}, now "
+                          f"{self._quote.version}); reload and try again", STALE_VERSION)
+        if not cmd.lines:
+            raise _refuse("an amended order keeps at least one line (cancel the order instead)", ORDER_INPUT_INVALID,
+                          "lines", "keep at least one line, or cancel the order")
+
     def _check_cancel(self, cmd: QuoteCommand) -> None:
         if self._quote is not None and self._status in ENDED:
             raise _refuse(f"cannot cancel: quote {self._number} is {self._status}", ORDER_STATE_INVALID)
@@ -1087,6 +1149,30 @@ class QuoteToCash:
     def validate_cancel(self, cmd: QuoteCommand) -> None:
         if self._quote is not None:  # before the quote loaded, the handler checks once it has
             self._check_cancel(cmd)
+
+    @workflow.update
+    async def amend_order(self, cmd: AmendOrderCommand) -> QuoteState:
+        """Amend a confirmed order (or one waiting for the customer's backorder choice). Answers the order as
+        amended once the reservation pass after it has run; refusals (below what shipped or sits in an open
+        shipment, over the credit limit, stale version) come back as the activity's ApplicationError.
+        A brand-new handler needs no workflow.patched: an Update the worker has no handler for is rejected without
+        a history event, so no recorded history contains this Update and none replays into this code."""
+        await workflow.wait_condition(lambda: self._quote is not None)
+        self._check_amend(cmd)
+        self._amend, self._amend_answer = cmd, None
+        await workflow.wait_condition(lambda: (self._amend is None and not self._settling)
+                                      or self._status in ENDED)
+        answer = self._amend_answer
+        if isinstance(answer, ApplicationError):
+            raise answer
+        if answer is None:
+            raise _refuse(f"cannot amend: order {self._number} is {self._status}", ORDER_STATE_INVALID)
+        return answer
+
+    @amend_order.validator
+    def validate_amend_order(self, cmd: AmendOrderCommand) -> None:
+        if self._quote is not None:  # before the quote loaded, the handler checks once it has
+            self._check_amend(cmd)
 
     # ------------------------------------------------------------------------------ signals, query
 

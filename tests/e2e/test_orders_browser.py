@@ -136,7 +136,7 @@ async def test_quote_to_cash_through_the_pages(chromium_path, screenshots, tempo
             await expect(cells.nth(3)).to_contain_text("10")   # quantity
             await expect(cells.nth(4)).to_have_text("10.00")   # list price
             await expect(cells.nth(6)).to_have_text("15.0%")   # line discount
-            await expect(cells.nth(7)).to_have_text(UNTAXED)   # net of the line
+            await expect(cells.nth(7)).to_have_text(re.compile(rf"^{re.escape(UNTAXED)}\s*8\.50 / pc$"))  # net, unit net
             foot = sam.locator("#order-lines tfoot")
             for label, amount in (("Untaxed", UNTAXED), ("Tax", TAX), ("Total", TOTAL)):
                 await expect(foot.get_by_role("row", name=f"{label} {amount}", exact=True)).to_be_visible()
@@ -160,8 +160,9 @@ async def test_quote_to_cash_through_the_pages(chromium_path, screenshots, tempo
             await _reload_until(maria, task_row, f"Quote {number}")
             await expect(maria.get_by_test_id("count-group_unclaimed")).to_have_text("1")
             await shot(maria, "04-inbox")
-            await task_row.get_by_role("link", name=f"Quote {number} for {CASH_CUSTOMER}").click()
-            await expect(maria.get_by_role("heading", level=1)).to_have_text(f"Quote {number} for {CASH_CUSTOMER}")
+            title = f"Quote {number} for Cash & Carry Meier ({CASH_CUSTOMER})"  # the customer's name, then code
+            await task_row.get_by_role("link", name=title).click()
+            await expect(maria.get_by_role("heading", level=1)).to_have_text(title)
             await expect(maria.get_by_test_id("amount")).to_contain_text(UNTAXED)
             await expect(maria.locator("#why")).to_contain_text("discount>10")
             await shot(maria, "05-inbox-task")

@@ -37,9 +37,10 @@ from tests.workflows.test_quote_to_cash import (  # noqa: F401  (world is a fixt
     start,
     status,
     until,
+    MANAGER,
     world,
 )
-from workflows.contracts import BackorderChoiceCommand, QuoteCommand
+from workflows.contracts import AmendOrderCommand, BackorderChoiceCommand, QuoteCommand, QuoteLineInput
 from workflows.quote_to_cash import QuoteToCash
 from workflows.search_attributes import TRADEFLOW_CUSTOMER, TRADEFLOW_WAREHOUSE
 
@@ -245,4 +246,76 @@ async def test_cancel_rest_while_confirmed_credits_what_was_invoiced_ahead(tempo
     assert [d.status for d in invoices(engine, quote)] == ["paid", "paid"]
     assert on_hand(engine, world, LAMP) == (D("0"), D("0")) and held(engine, quote) == 0
     assert receivable(engine, world.cash_customer_id) == 0
+    assert_ledger_balances(engine)
+
+
+async def test_amend_down_then_up_on_a_running_order(temporal_env, worker, people_engine, world):
+    engine, client = people_engine, temporal_env.client
+    # 25 lamps (20 on hand, invoiced on ordered quantities at confirmation) and 10 cables at contractor prices.
+    handle = await start(temporal_env, worker, engine, world.customer_code, [(LAMP, "25", {}), (CABLE, "10", {})])
+    quote = number(handle)
+    await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP))
+    await status(handle, "sent")
+    assert await handle.execute_update(QuoteToCash.accept, QuoteCommand(CUSTOMER_ACTOR)) == "confirmed"
+    assert [i.amount_total for i in invoices(engine, quote)] == [D("1338.75")]  # 25 × 45.00 + 19 %
+    lamp, cable = lines(engine, quote)[1], lines(engine, quote)[2]
+    assert shipments(engine, quote) == [(1, "pending", False, {lamp.id: D("20"), cable.id: D("10")})]
+
+    def wanted(*pairs):
+        return tuple(QuoteLineInput(sku, D(q)) for sku, q in pairs)
+
+    # Not below what waits in the open shipment; not by the warehouse; not on a stale version.
+    why = await refused(handle.execute_update(QuoteToCash.amend_order, AmendOrderCommand(
+        REP, wanted((LAMP, "15"), (CABLE, "10")))), "OrderInputInvalid")
+    assert f"ship or cancel shipment SHP-{quote}-1 first" in why
+    await refused(handle.execute_update(QuoteToCash.amend_order, AmendOrderCommand(
+        WAREHOUSE, wanted((LAMP, "20"), (CABLE, "10")))), "NotAllowed")
+    await refused(handle.execute_update(QuoteToCash.amend_order, AmendOrderCommand(
+        REP, wanted((LAMP, "20"), (CABLE, "10")), expected_version=7)), "StaleVersion")
+
+    # Down: the 5 lamps on backorder go, and so does their invoiced amount (225.00 + 42.75 VAT).
+    state = await handle.execute_update(QuoteToCash.amend_order, AmendOrderCommand(
+        REP, wanted((LAMP, "20"), (CABLE, "10")), comment="customer needs fewer", expected_version=1))
+    assert (state.version, state.amount_total, state.status) == (2, D("1178.10"), "confirmed")
+    docs = invoices(engine, quote)
+    assert [(d.kind, d.amount_total, d.amount_residual) for d in docs] == [
+        ("invoice", D("1338.75"), D("1071.00")), ("credit_note", D("267.75"), D("0.00"))]
+    assert lines(engine, quote)[1].quantity == D("20") and held(engine, quote) == D("30")
+
+    # Up: 20 more cables and 2 scarce items, by a sales manager; the reservation pass puts them in shipment 2.
+    state = await handle.execute_update(QuoteToCash.amend_order, AmendOrderCommand(
+        MANAGER, wanted((LAMP, "20"), (CABLE, "30"), (SCARCE, "2")), expected_version=2))
+    assert (state.version, state.amount_total) == (3, D("1606.48"))  # 1,349.98 + 256.50 VAT
+    view = await handle.query(QuoteToCash.view)
+    assert view.open_shipments == (f"SHP-{quote}-1", f"SHP-{quote}-2") and view.version == 3
+    scarce = lines(engine, quote)[3]
+    assert shipments(engine, quote)[1] == (2, "pending", False, {cable.id: D("20"), scarce.id: D("2")})
+    assert held(engine, quote) == D("52")
+
+    await ship(client, handle, 1)
+    await ship(client, handle, 2)
+    await status(handle, "delivered")
+    # Cables and scarce items are invoiced as they ship: 10 × 9.00, then 20 × 9.00 + 2 × 89.99, with VAT.
+    assert [d.amount_total for d in invoices(engine, quote)] == [D("1338.75"), D("267.75"), D("107.10"),
+                                                                 D("428.38")]
+    await pay(engine, client, reference="BANK-0700", customer=world.customer_code, amount="1606.48")
+    view = await handle.result()
+    await keep_history(handle, "q2c_amend_down_then_up")
+
+    assert view.status == "done"
+    amended = [(e.what, e.actor) for e in view.timeline if e.what.startswith("order amended")]
+    assert amended == [("order amended (version 2)", REP.username), ("order amended (version 3)", MANAGER.username)]
+    details = [e.detail for e in view.timeline if e.what.startswith("order amended")]
+    assert details[0] == (f"{LAMP} 25 → 20; total 1178.10; credit note {docs[1].number} for 267.75 "
+                          "(customer needs fewer)")
+    assert details[1] == f"{CABLE} 10 → 30; + 2 {SCARCE}; total 1606.48"
+    got = {ln.line_no: (ln.quantity, ln.qty_delivered, ln.qty_invoiced, ln.qty_reserved)
+           for ln in lines(engine, quote).values()}
+    assert got == {1: (D("20"), D("20"), D("20"), D("0")), 2: (D("30"), D("30"), D("30"), D("0")),
+                   3: (D("2"), D("2"), D("2"), D("0"))}
+    row = order_row(engine, quote)
+    assert (row.version, row.amount_total, row.amount_invoiced, row.amount_paid) == (
+        3, D("1606.48"), D("1606.48"), D("1606.48"))
+    assert held(engine, quote) == 0 and on_hand(engine, world, LAMP) == (D("0"), D("0"))
+    assert receivable(engine, world.customer_id) == 0
     assert_ledger_balances(engine)

@@ -1,0 +1,91 @@
+"""POST /api/v1/quotes/{number}/amend through a real Temporal dev server and worker: a confirmed order amended
+(down with a credit note, up with a new line), refused below what waits in an open shipment (422, naming the
+shipment), over the credit limit (409 CreditLimitExceeded), on a stale version (409), and for the warehouse (403).
+Fixtures and helpers come from tests/api/test_quotes_api.py."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+from api import quotes
+from tests.api.test_quotes_api import eventually, live, order_row  # noqa: F401  (live is a fixture)
+from tests.sales_world import CABLE, CUSTOMER, LAMP, SCARCE
+
+
+async def test_amend_a_confirmed_order_through_the_api(live):
+    sam = live.api("sam.sales")
+    created = await sam.post("/api/v1/quotes", json={"customer_code": CUSTOMER, "lines": [
+        {"sku": LAMP, "quantity": "25"}, {"sku": CABLE, "quantity": "10"}]})
+    assert created.status_code == 201, created.text
+    number = created.json()["number"]
+    assert (await sam.post(f"/api/v1/quotes/{number}/submit")).status_code == 200
+    await eventually(lambda: order_row(live.engine, number).status == "sent", "quote sent")
+    assert (await sam.post(f"/api/v1/quotes/{number}/accept")).json()["status"] == "confirmed"
+
+    def body(*pairs, **kw):
+        return {"lines": [{"sku": sku, "quantity": q} for sku, q in pairs], **kw}
+
+    # Shipment 1 holds the 20 lamps on hand and the 10 cables: neither may go below that.
+    low = await sam.post(f"/api/v1/quotes/{number}/amend", json=body((LAMP, "15"), (CABLE, "10")))
+    assert low.status_code == 422, low.text
+    assert f"ship or cancel shipment SHP-{number}-1 first" in low.text
+    # 600 cables would take Elektro Muster over its 5,000.00 limit.
+    over = await sam.post(f"/api/v1/quotes/{number}/amend", json=body((LAMP, "25"), (CABLE, "600")))
+    assert over.status_code == 409 and over.headers[quotes.REFUSAL_HEADER] == "CreditLimitExceeded", over.text
+    assert "credit limit 5000.00" in over.text
+    stale = await sam.post(f"/api/v1/quotes/{number}/amend", json=body((LAMP, "20"), (CABLE, "10"),
+                                                                      expected_version=5))
+    assert stale.status_code == 409 and stale.headers[quotes.REFUSAL_HEADER] == "StaleVersion", stale.text
+    warehouse = await live.api("walter.warehouse").post(f"/api/v1/quotes/{number}/amend",
+                                                         json=body((LAMP, "20"), (CABLE, "10")))
+    assert warehouse.status_code == 403, warehouse.text
+    assert order_row(live.engine, number).version == 1
+
+    amended = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(
+        (LAMP, "20"), (CABLE, "10"), (SCARCE, "1"), expected_version=1, comment="5 lamps fewer, 1 scarce more"))
+    assert amended.status_code == 200, amended.text
+    out = amended.json()
+    # 20 × 45.00 + 10 × 9.00 + 89.99 = 1,079.99; VAT 171.00 + 17.10 + 17.10.
+    assert (out["version"], D(out["amount_total"]), out["status"]) == (2, D("1285.19"), "confirmed")
+    assert [(ln["sku"], D(ln["quantity"])) for ln in out["lines"]] == [(LAMP, D("20")), (CABLE, D("10")),
+                                                                       (SCARCE, D("1"))]
+    events = [e for e in out["timeline"] if e["what"] == "order amended (version 2)"]
+    assert [e["actor"] for e in events] == ["sam.sales"]
+    assert events[0]["detail"].startswith(f"{LAMP} 25 → 20; + 1 {SCARCE}; total 1285.19; credit note CRN-")
+    row = order_row(live.engine, number)
+    assert (row.version, row.amount_total, row.amount_invoiced) == (2, D("1285.19"), D("1071.00"))
+
+
+async def test_amend_from_the_order_page(live):
+    sam = live.api("sam.sales")
+    created = await sam.post("/api/v1/quotes", json={"customer_code": CUSTOMER, "lines": [
+        {"sku": CABLE, "quantity": "10"}]})
+    number = created.json()["number"]
+    assert (await sam.post(f"/api/v1/quotes/{number}/submit")).status_code == 200
+    await eventually(lambda: order_row(live.engine, number).status == "sent", "quote sent")
+    assert (await sam.post(f"/api/v1/quotes/{number}/accept")).json()["status"] == "confirmed"
+
+    browser = await live.browser("sam.sales")
+    page = await browser.get(f"/orders/{number}")
+    assert f'href="/orders/{number}/amend" data-action="amend"' in page.text
+    form = await browser.get(f"/orders/{number}/amend")
+    assert form.status_code == 200 and f'action="/orders/{number}/amend"' in form.text
+    assert 'name="lines-0-quantity" value="10"' in form.text and 'name="valid_until"' not in form.text
+
+    def posted(quantity: str) -> dict[str, str]:
+        return {"csrf_token": browser.csrf, "expected_version": "1", "comment": "by phone",
+                "lines-0-sku": CABLE, "lines-0-quantity": quantity, "lines-0-discount_percent": "0",
+                "lines-1-sku": SCARCE, "lines-1-quantity": "1"}
+
+    # Below the 10 waiting in shipment 1: the form comes back with the reason.
+    refused = await browser.post(f"/orders/{number}/amend", data=posted("4"))
+    assert refused.status_code == 422 and f"ship or cancel shipment SHP-{number}-1 first" in refused.text
+    done = await browser.post(f"/orders/{number}/amend", data=posted("12"))
+    assert done.status_code == 303 and done.headers["location"] == f"/orders/{number}", done.text
+    after = await browser.get(f"/orders/{number}")
+    assert "amended (version 2)" in after.text
+    row = order_row(live.engine, number)
+    assert (row.version, row.amount_total) == (2, D("235.61"))  # 12 × 9.00 + 89.99, VAT per line 20.52 + 17.10
+
+    clerk = await live.browser("walter.warehouse")
+    assert 'data-action="amend"' not in (await clerk.get(f"/orders/{number}")).text
