@@ -163,8 +163,10 @@ def _detail(err: RPCError) -> str:
 
 
 def _completed(err: BaseException) -> bool:
-    """The Update's workflow has closed (NOT_FOUND "workflow execution already completed")."""
-    return isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND and "completed" in err.message
+    """The Update's workflow has closed: NOT_FOUND "workflow execution already completed", or "workflow update was
+    aborted by closing workflow" (the retry was admitted just as the earlier attempt's effect closed the workflow)."""
+    return (isinstance(err, RPCError) and err.status == RPCStatusCode.NOT_FOUND
+            and ("completed" in err.message or "closing workflow" in err.message))
 
 
 class OrderDriver:
