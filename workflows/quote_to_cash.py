@@ -707,7 +707,9 @@ class QuoteToCash:
     def _open_shipments(self) -> list[int]:
         return [seq for seq, h in self._shipments.items() if not h.done()]
 
-    async def _settle_shipments(self) -> None:
+    def _take_shipped(self) -> list[tuple[ShipmentResult, str]]:
+        """The shipments that ended since the last look, on the timeline; the shipped ones with their lines."""
+        shipped = []
         for seq in self._unsettled_shipments():
             self._settled_shipments.add(seq)
             self._balance = None
@@ -721,6 +723,12 @@ class QuoteToCash:
                 continue
             lines = ", ".join(f"{_q(ln.quantity)} {ln.sku}" for ln in result.shipped)
             self._event(f"shipment {seq} shipped", "warehouse", f"{result.shipment_number}: {lines}")
+            shipped.append((result, lines))
+        return shipped
+
+    async def _settle_shipments(self) -> None:
+        # Per shipped shipment, in order: its notice, then the invoice of what it delivered.
+        for result, lines in self._take_shipped():
             await self._notify("shipment", f"{result.shipment_number}:shipped", lines)
             await self._invoice()
 
@@ -750,21 +758,8 @@ class QuoteToCash:
     async def _settle_folded(self) -> bool:
         """_settle under FOLDED_STEPS_PATCH: the shipment notices, the invoice of what shipped, the balance and the
         moves to delivered and done in one settle_order activity, run only when something may have changed."""
-        notices: list[OrderNotifyInput] = []
-        for seq in self._unsettled_shipments():
-            self._settled_shipments.add(seq)
-            self._balance = None
-            try:
-                result: ShipmentResult = self._shipments[seq].result()
-            except ChildWorkflowError as err:
-                self._event(f"shipment {seq} failed", "system", str(err.cause or err))
-                continue
-            if result.status != ShipmentStatus.shipped:
-                self._event(f"shipment {seq} {result.status}", "system", result.shipment_number)
-                continue
-            lines = ", ".join(f"{_q(ln.quantity)} {ln.sku}" for ln in result.shipped)
-            self._event(f"shipment {seq} shipped", "warehouse", f"{result.shipment_number}: {lines}")
-            notices.append(OrderNotifyInput(self._number, f"{result.shipment_number}:shipped", "shipment", lines))
+        notices = [OrderNotifyInput(self._number, f"{result.shipment_number}:shipped", "shipment", lines)
+                   for result, lines in self._take_shipped()]
         close = not self._open_shipments()
         balance = self._balance
         if balance is not None and not (close and balance.fully_delivered and (
