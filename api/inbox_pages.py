@@ -29,6 +29,7 @@ from api.pages import DEFAULT_PER_PAGE, PER_PAGE_CHOICES, Listing
 from models import inbox
 from models import order_views
 from models.approvals import HumanTask
+from models.masterdata import Customer
 from models.users import Group, User
 from ui import TEMPLATES, flash, humanize
 from workflows.approval_rules import DocumentKind
@@ -373,8 +374,6 @@ def _sales_order_panel(session: Session, task: HumanTask) -> dict[str, Any] | No
     order = order_views.find_order(session, task.document_ref)
     if order is None:
         return None
-    from models.masterdata import Customer
-
     customer = session.get(Customer, order.customer_id)
     return {"order": order, "customer": customer, "credit": order_views.credit_summary(session, order, customer)}
 

@@ -35,12 +35,12 @@ from models.sales import (
     Shipment,
     ShipmentLine,
 )
+from workflows import rules
 from workflows.contracts import OrderStatus, ShipmentStatus
 
 # Status tabs in the order a quote moves through them; "all" first.
 STATUSES: tuple[str, ...] = tuple(s.value for s in OrderStatus)
 # Orders whose uninvoiced amount counts towards the customer's credit exposure (ERPNext b5; models/orders too).
-EXPOSURE_STATUSES = (OrderStatus.confirmed.value, OrderStatus.delivered.value, OrderStatus.credit_hold.value)
 # What the warehouse works on.
 FULFILMENT_STATUSES = (OrderStatus.confirmed.value, OrderStatus.delivered.value, OrderStatus.done.value)
 OPEN_SHIPMENT_STATUSES = (ShipmentStatus.pending.value, ShipmentStatus.picked.value, ShipmentStatus.packed.value)
@@ -323,21 +323,16 @@ def credit_summary(session: Session, order: SalesOrder, customer: Customer) -> C
     """The customer's credit exposure as the credit check sees it (ERPNext b5): posted receivables, plus the
     uninvoiced part of their other open orders, plus this order's uninvoiced part while it is live. Display only;
     the decision is models.orders.credit_check, with the same formula."""
-    others = session.execute(
-        select(SalesOrder.amount_total, SalesOrder.amount_invoiced)
-        .where(SalesOrder.customer_id == customer.id, SalesOrder.id != order.id,
-               SalesOrder.status.in_(EXPOSURE_STATUSES))
-    ).all()
-    uninvoiced = sum((max(ZERO, total - invoiced) for total, invoiced in others), ZERO)
+    uninvoiced = orders.uninvoiced_orders(session, customer.id, exclude_order_id=order.id)
     live = order.status not in (OrderStatus.done.value, OrderStatus.cancelled.value, OrderStatus.rejected.value,
                                 OrderStatus.expired.value)
-    this = max(ZERO, order.amount_total - order.amount_invoiced) if live else ZERO
+    this = rules.uninvoiced_amount(order.amount_total, order.amount_invoiced) if live else ZERO
     posted = orders.posted_receivable(session, customer.id)
-    exposure = posted + uninvoiced + this
-    limit = customer.credit_limit or ZERO
-    return CreditSummary(limit=limit, posted_receivable=posted, uninvoiced_orders=uninvoiced, this_order=this,
-                         exposure=exposure, headroom=limit - exposure, over_limit=limit > 0 and exposure > limit,
-                         counts_this_order=live)
+    decision = rules.credit_check(posted_receivable=posted, uninvoiced_orders=uninvoiced, this_order=this,
+                                  limit=customer.credit_limit or ZERO)
+    return CreditSummary(limit=decision.limit, posted_receivable=posted, uninvoiced_orders=uninvoiced,
+                         this_order=this, exposure=decision.exposure, headroom=decision.headroom,
+                         over_limit=decision.over_limit, counts_this_order=live)
 
 
 def order_lines(session: Session, order_id: int) -> list[LineRow]:

@@ -673,6 +673,15 @@ def posted_receivable(session: Session, customer_id: int) -> Decimal:
     return money(row[0]) - money(row[1])
 
 
+def uninvoiced_orders(session: Session, customer_id: int, *, exclude_order_id: int | None = None) -> Decimal:
+    """What the customer's other accepted orders still add to exposure: each one's total less what is invoiced."""
+    stmt = select(SalesOrder.amount_total, SalesOrder.amount_invoiced).where(
+        SalesOrder.customer_id == customer_id, SalesOrder.status.in_(OPEN_EXPOSURE))
+    if exclude_order_id is not None:
+        stmt = stmt.where(SalesOrder.id != exclude_order_id)
+    return sum((rules.uninvoiced_amount(money(t), money(i)) for t, i in session.execute(stmt)), ZERO)
+
+
 def credit_check(session: Session, number: str, *, order: SalesOrder | None = None) -> CreditCheckResult:
     """ERPNext's blocking exposure (erp-anchors b5): posted receivable + other accepted orders not yet invoiced
     + this order (less what of it is invoiced already: that part is in the receivable). `order`: the row this
@@ -680,24 +689,10 @@ def credit_check(session: Session, number: str, *, order: SalesOrder | None = No
     if order is None:
         order = get_order(session, number)
     customer_id = order.customer_id
-    others = session.execute(
-        select(SalesOrder.amount_total, SalesOrder.amount_invoiced).where(
-            SalesOrder.customer_id == customer_id, SalesOrder.id != order.id, SalesOrder.status.in_(OPEN_EXPOSURE)
-        )
-    ).all()
-    uninvoiced = sum((rules.uninvoiced_amount(money(t), money(i)) for t, i in others), ZERO)
+    uninvoiced = uninvoiced_orders(session, customer_id, exclude_order_id=order.id)
     this_order = rules.uninvoiced_amount(money(order.amount_total), money(order.amount_invoiced))
-    # The limit and the posted receivable in one statement.
-    credit_limit, debit, credit = session.execute(
-        select(
-            select(Customer.credit_limit).where(Customer.id == customer_id).scalar_subquery(),
-            func.coalesce(func.sum(JournalLine.debit), 0), func.coalesce(func.sum(JournalLine.credit), 0),
-        )
-        .select_from(JournalLine)
-        .join(Account, Account.id == JournalLine.account_id)
-        .where(JournalLine.customer_id == customer_id, Account.type == AccountType.receivable)
-    ).one()
-    posted = money(debit) - money(credit)
+    credit_limit = session.scalar(select(Customer.credit_limit).where(Customer.id == customer_id))
+    posted = posted_receivable(session, customer_id)
     decision = rules.credit_check(posted_receivable=posted, uninvoiced_orders=uninvoiced, this_order=this_order,
                                   limit=money(credit_limit))
     return CreditCheckResult(customer_id=customer_id, posted_receivable=posted, uninvoiced_orders=uninvoiced,
