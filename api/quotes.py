@@ -82,6 +82,7 @@ from workflows.contracts import (
     shipment_id,
 )
 from workflows.quote_to_cash import quote_facts
+from workflows.search_attributes import new_order_attributes
 
 router = APIRouter(prefix="/api/v1", tags=["quotes"], dependencies=[CsrfProtected])
 
@@ -720,12 +721,15 @@ async def create_quote(session: Session, client_source: ClientSource, settings, 
     """Write the quote, then start its QuoteToCash workflow; the quote number. Raises Refusal or FieldProblems."""
     client = await client_or_refusal(client_source)  # unreachable engine: refuse before anything is written
     number = await run_in_threadpool(_write_quote, session, viewer, body, today or datetime.now(UTC).date())
+    total, customer_code, warehouse_code = await run_in_threadpool(orders.quote_identity, session, number)
     try:
         async with asyncio.timeout(START_TIMEOUT_SECONDS):
             await client.start_workflow(
                 QUOTE_TO_CASH_WORKFLOW, QuoteToCashInput(quote_number=number, rep=viewer.username),
                 id=q2c_id(number), task_queue=settings.temporal_task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=new_order_attributes(amount_total=total, rep=viewer.username,
+                                                       customer_code=customer_code, warehouse_code=warehouse_code))
     except WorkflowAlreadyStartedError:
         pass  # a retried start found the first one: the process runs
     except (RPCError, TimeoutError) as err:

@@ -599,6 +599,17 @@ def _line_states(session: Session, order: SalesOrder) -> tuple[QuoteLineState, .
     return tuple(_line_state(line, sku, policy) for line, sku, policy, _ in _line_rows(session, order))
 
 
+def quote_identity(session: Session, number: str) -> tuple[Decimal, str, str]:
+    """(amount total, customer code, warehouse code) of a quote: what its process shows operators from its start."""
+    total, customer_code, warehouse_code = session.execute(
+        select(SalesOrder.amount_total, Customer.code, Warehouse.code)
+        .join(Customer, Customer.id == SalesOrder.customer_id)
+        .join(Warehouse, Warehouse.id == SalesOrder.warehouse_id)
+        .where(SalesOrder.number == number)
+    ).one()
+    return money(total), customer_code, warehouse_code
+
+
 def quote_state(session: Session, number: str, *, order: SalesOrder | None = None) -> QuoteState:
     """The quote as the workflow holds it. `order`: the row the caller has just loaded (and locked or written)
     in this transaction, so it is not read again."""

@@ -46,6 +46,7 @@ from temporalio.client import (
     WorkflowUpdateFailedError,
     WorkflowUpdateRPCTimeoutOrCancelledError,
 )
+from temporalio.common import TypedSearchAttributes
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -54,7 +55,7 @@ from models.common import utcnow
 from models.demo_policies import credit_hold_policy
 from models.inventory import MoveRequest, post_move
 from models.masterdata import Customer
-from models.orders import QuoteDraft, create_quote, record_payment
+from models.orders import QuoteDraft, create_quote, quote_identity, record_payment
 from models.sales import CustomerInvoice, NumberSequence, SalesOrder
 from tests.approval_world import add_people, publish_policy, two_step_quote_policy
 from tests.sales_world import CABLE, LAMP, SalesWorld, build_sales_world_in
@@ -72,6 +73,7 @@ from workflows.contracts import (
     shipment_id,
 )
 from workflows.quote_to_cash import QuoteToCash, ShipmentWorkflow
+from workflows.search_attributes import new_order_attributes
 
 REP = Actor("sam.sales", ("sales",))
 CUSTOMER_ACTOR = Actor("orders@muster.test", ("customer",))
@@ -185,8 +187,8 @@ class OrderDriver:
 
     async def run_order(self, lines: tuple[OrderLine, ...]) -> OrderRun:
         started = time.perf_counter()
-        number = await asyncio.to_thread(self._create_quote, lines)
-        handle = await self._start(number)
+        number, attributes = await asyncio.to_thread(self._create_quote, lines)
+        handle = await self._start(number, attributes)
 
         await self._update(handle, "submit", QuoteToCash.submit, QuoteCommand(REP),
                            reached=lambda v: v.status != OrderStatus.draft)
@@ -216,12 +218,15 @@ class OrderDriver:
 
     # ------------------------------------------------------------------------------------------ database
 
-    def _create_quote(self, lines: tuple[OrderLine, ...]) -> str:
+    def _create_quote(self, lines: tuple[OrderLine, ...]) -> tuple[str, TypedSearchAttributes]:
+        """The quote's number, and the search attributes its process starts with (as the API gives them)."""
         with Session(self.engine, expire_on_commit=False) as s, s.begin():
             order = create_quote(s, QuoteDraft(self.customer_code, tuple(QuoteLineInput(ln.sku, ln.quantity)
                                                                         for ln in lines)),
                                  rep=REP.username, today=utcnow().date())
-            return order.number
+            total, customer_code, warehouse_code = quote_identity(s, order.number)
+            return order.number, new_order_attributes(amount_total=total, rep=REP.username,
+                                                      customer_code=customer_code, warehouse_code=warehouse_code)
 
     def _pay_invoices(self, number: str) -> list[tuple[str, int, Decimal]]:
         """One payment per invoice of the order, naming it (an unnamed payment would settle the customer's oldest
@@ -241,13 +246,13 @@ class OrderDriver:
 
     # ------------------------------------------------------------------------------------------ Temporal
 
-    async def _start(self, number: str) -> WorkflowHandle:
+    async def _start(self, number: str, attributes: TypedSearchAttributes) -> WorkflowHandle:
         attempted = False
         while True:
             try:
                 return await self.client.start_workflow(
                     QuoteToCash.run, QuoteToCashInput(number, REP.username), id=q2c_id(number),
-                    task_queue=self.task_queue, rpc_timeout=RPC_TIMEOUT)
+                    task_queue=self.task_queue, rpc_timeout=RPC_TIMEOUT, search_attributes=attributes)
             except WorkflowAlreadyStartedError:
                 if not attempted:
                     raise

@@ -49,12 +49,10 @@ with workflow.unsafe.imports_passed_through():
         TaskView,
     )
     from workflows.search_attributes import (
-        TRADEFLOW_AMOUNT_BAND,
         TRADEFLOW_CURRENT_GROUP,
-        TRADEFLOW_KIND,
-        TRADEFLOW_REQUESTER,
         TRADEFLOW_STATUS,
-        amount_band,
+        SearchAttributeBoard,
+        approval_attributes,
     )
 
 DB_ACTIVITY = {
@@ -117,6 +115,7 @@ class ApprovalChainWorkflow:
     @workflow.init
     def __init__(self, request: ApprovalChainInput) -> None:
         self._request = request
+        self._board = SearchAttributeBoard.for_this_run()
         self._facts: RequestFacts = request.facts
         self._policy: PinnedPolicy | None = None
         self._tasks: dict[str, _Task] = {}
@@ -145,6 +144,7 @@ class ApprovalChainWorkflow:
             raise
         await self._finish(outcome)
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._board.flush()  # nothing is left after that wait; a guard, should a later edit set one late
         return ApprovalResult(
             request_key=request.request_key,
             outcome=outcome,
@@ -157,14 +157,8 @@ class ApprovalChainWorkflow:
             ApprovalActivities.load_policy, LoadPolicyInput(request.kind, workflow.now().date()), **DB_ACTIVITY
         )
         routing = evaluate(self._policy.body, self._facts)
-        workflow.upsert_search_attributes(
-            [
-                TRADEFLOW_KIND.value_set(f"approval:{request.kind}"),
-                TRADEFLOW_REQUESTER.value_set(request.requester),
-                TRADEFLOW_AMOUNT_BAND.value_set(amount_band(self._facts.amount)),
-                TRADEFLOW_STATUS.value_set("pending"),
-            ]
-        )
+        self._board.set(*approval_attributes(kind=request.kind, requester=request.requester,
+                                             amount=self._facts.amount))
         await self._register()
         if not routing.needs_approval:
             self._decisions.append(
@@ -452,7 +446,7 @@ class ApprovalChainWorkflow:
 
     async def _finish(self, outcome: str) -> None:
         self._status = outcome
-        workflow.upsert_search_attributes([TRADEFLOW_STATUS.value_set(outcome)])
+        self._board.set(TRADEFLOW_STATUS.value_set(outcome))
         await self._set_request_status(outcome)
         await self._notify(
             f"{self._request.request_key}:{outcome}",
@@ -467,7 +461,7 @@ class ApprovalChainWorkflow:
         open_tasks = [t for t in self._tasks.values() if t.is_open]
         groups = sorted({g for t in open_tasks for g in t.candidate_groups})
         if open_tasks:
-            workflow.upsert_search_attributes([TRADEFLOW_CURRENT_GROUP.value_set(",".join(groups) or "users")])
+            self._board.set(TRADEFLOW_CURRENT_GROUP.value_set(",".join(groups) or "users"))
         lines = [
             f"**{self._request.title}** ({self._request.document_ref}), requested by {self._request.requester}",
             f"Status: {self._status}; policy {self._request.kind} v{self._policy.version if self._policy else '?'}",

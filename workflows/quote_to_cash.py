@@ -86,14 +86,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.rules import SHIP_AVAILABLE, dunning_dates, split_shortage
     from workflows.search_attributes import (
-        TRADEFLOW_AMOUNT_BAND,
         TRADEFLOW_CURRENT_GROUP,
-        TRADEFLOW_CUSTOMER,
-        TRADEFLOW_KIND,
-        TRADEFLOW_REQUESTER,
         TRADEFLOW_STATUS,
-        TRADEFLOW_WAREHOUSE,
-        amount_band,
+        SearchAttributeBoard,
+        approval_attributes,
+        order_attributes,
+        shipment_attributes,
+        starting_attributes,
     )
 
 DB_ACTIVITY = {
@@ -216,6 +215,8 @@ class QuoteToCash:
     def __init__(self, request: QuoteToCashInput) -> None:
         self._request = request
         self._number = request.quote_number
+        # Flushed by _wait: what operators see is where the order waits, one upsert per wait at most.
+        self._board = SearchAttributeBoard.for_this_run(flush_on_yield=False)
         self._quote: QuoteState | None = None
         self._status: str = OrderStatus.draft
         self._timeline: list[TimelineEvent] = []
@@ -273,6 +274,7 @@ class QuoteToCash:
         if await self._quote_phase():
             await self._order_phase()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._board.flush()  # nothing is left after that wait; a guard, should a later edit set one late
         return self.view()
 
     # ------------------------------------------------------------------------------------- the quote
@@ -309,6 +311,7 @@ class QuoteToCash:
         await self._set_status(OrderStatus.pending_approval, cmd.actor.username, cmd.comment or "submitted")
         self._event("submitted for approval", cmd.actor.username, cmd.comment)
         request_key = f"quote:{self._number}"
+        facts = quote_facts(quote, self._request.rep)
         handle = await workflow.start_child_workflow(
             ApprovalChainWorkflow.run,
             ApprovalChainInput(
@@ -317,11 +320,13 @@ class QuoteToCash:
                 document_ref=self._number,
                 title=f"Quote {self._number} for {_customer(quote)}",
                 requester=self._request.rep,
-                facts=quote_facts(quote, self._request.rep),
+                facts=facts,
                 details=_quote_details(quote),
                 branch=quote.branch,
             ),
             id=approval_id(request_key),
+            search_attributes=self._child_attributes(approval_attributes(
+                kind=DocumentKind.quote.value, requester=self._request.rep, amount=facts.amount)),
         )
         self._approval_wf = handle.id
         self._submit = None
@@ -394,7 +399,9 @@ class QuoteToCash:
         actor = accepted.actor.username
         self._settling = True
         self._event("quote accepted", actor, accepted.comment)
-        self._folded = workflow.patched(FOLDED_STEPS_PATCH)
+        # A lean run (started since the board existed, long after these patches) takes the patched way without
+        # asking: each patched call is an upsert on the server.
+        self._folded = self._board.lean or workflow.patched(FOLDED_STEPS_PATCH)
         if self._folded:
             checked: AcceptOrderResult = await self._act(SalesActivities.accept_order, QuoteRef(self._number))
             credit, self._accepted_reservation = checked.credit, checked.reserved
@@ -413,6 +420,8 @@ class QuoteToCash:
         await self._notify("hold", f"{self._number}:hold", why)
         quote = self._quote
         request_key = f"credit_hold:{self._number}"
+        facts = RequestFacts(amount=credit.this_order, customer_segment=quote.customer_segment, branch=quote.branch,
+                             requester=self._request.rep)
         handle = await workflow.start_child_workflow(
             ApprovalChainWorkflow.run,
             ApprovalChainInput(
@@ -421,8 +430,7 @@ class QuoteToCash:
                 document_ref=self._number,
                 title=f"Credit hold: {self._number} for {_customer(quote)}",
                 requester=self._request.rep,
-                facts=RequestFacts(amount=credit.this_order, customer_segment=quote.customer_segment,
-                                   branch=quote.branch, requester=self._request.rep),
+                facts=facts,
                 details={**_quote_details(quote), "exposure": str(credit.exposure), "limit": str(credit.limit),
                          "posted_receivable": str(credit.posted_receivable),
                          "uninvoiced_orders": str(credit.uninvoiced_orders)},
@@ -430,6 +438,8 @@ class QuoteToCash:
                 priority=80,  # the customer is waiting for goods they ordered
             ),
             id=approval_id(request_key),
+            search_attributes=self._child_attributes(approval_attributes(
+                kind=DocumentKind.credit_hold.value, requester=self._request.rep, amount=facts.amount)),
         )
         self._credit_wf = handle.id
         self._settling = False  # the accept Update answers now: credit_hold, with the chain's id known
@@ -678,7 +688,7 @@ class QuoteToCash:
         # drop-ship lines of a mixed order need one of their own, or they would never be delivered.
         if (state is not None and not state.drop_ship and not self._drop_ship_started
                 and any(ln.drop_ship and ln.quantity - ln.qty_delivered - ln.qty_cancelled > 0 for ln in lines)
-                and workflow.patched(DROP_SHIP_SHIPMENT_PATCH)):
+                and (self._board.lean or workflow.patched(DROP_SHIP_SHIPMENT_PATCH))):
             await self._start_shipment()
 
     async def _start_shipment(self) -> ShipmentState | None:
@@ -692,7 +702,8 @@ class QuoteToCash:
             # be created (delivery address: the customer's). Until it does, purchasing orders by hand, and the
             # warehouse records the supplier's delivery on this shipment; it moves no stock of ours.
         handle = await workflow.start_child_workflow(
-            ShipmentWorkflow.run, ShipmentInput(state), id=shipment_id(self._number, seq)
+            ShipmentWorkflow.run, ShipmentInput(state), id=shipment_id(self._number, seq),
+            search_attributes=self._child_attributes(shipment_attributes(state.status)),
         )
         self._shipments[seq] = handle
         self._shipment_numbers[seq] = state.shipment_number
@@ -841,7 +852,7 @@ class QuoteToCash:
                            f"final reminder: {detail}; the account is handed to collections")
         self._event(f"payment reminder {sent + 1}", "system", detail)
         self._event("handed to collections", "system", detail)
-        if workflow.patched(COLLECTIONS_NOTICE_PATCH):
+        if self._board.lean or workflow.patched(COLLECTIONS_NOTICE_PATCH):
             # The customer and the rep were told; collecting is finance's work, so finance gets it to act on.
             await self._notify("collections", f"{self._number}:collections:{due}:finance",
                                f"{detail}; {len(schedule)} reminders sent, the last on {schedule[-1]}")
@@ -903,6 +914,7 @@ class QuoteToCash:
             if due is not None and workflow.now() >= due:
                 return False
             edits = self._edits
+            self._board.flush()
             try:
                 await workflow.wait_condition(
                     lambda: condition() or self._edits != edits,
@@ -935,23 +947,20 @@ class QuoteToCash:
 
     def _publish(self) -> None:
         quote = self._quote
-        workflow.upsert_search_attributes([
-            TRADEFLOW_KIND.value_set("quote_to_cash"),
-            TRADEFLOW_STATUS.value_set(self._status),
-            TRADEFLOW_AMOUNT_BAND.value_set(amount_band(quote.amount_total)),
-            TRADEFLOW_REQUESTER.value_set(self._request.rep),
-            TRADEFLOW_CUSTOMER.value_set(quote.customer_code),
-            # Empty in payloads written before QuoteState carried it: no value rather than a wrong one.
-            *([TRADEFLOW_WAREHOUSE.value_set(quote.warehouse_code)] if quote.warehouse_code else []),
-        ])
+        self._board.set(*order_attributes(status=self._status, amount_total=quote.amount_total,
+                                          rep=self._request.rep, customer_code=quote.customer_code,
+                                          warehouse_code=quote.warehouse_code))
+
+    def _child_attributes(self, updates):
+        return starting_attributes(*updates) if self._board.lean else None
 
     def _show(self, waiting_for: str, group: str) -> None:
         """Operators read this in the Temporal UI: where the order stands and for whom it waits."""
         self._waiting_for = waiting_for
         if group != self._group:  # each upsert is a history event: only when it changes
             self._group = group
-            workflow.upsert_search_attributes([TRADEFLOW_CURRENT_GROUP.value_set(group) if group
-                                               else TRADEFLOW_CURRENT_GROUP.value_unset()])
+            self._board.set(TRADEFLOW_CURRENT_GROUP.value_set(group) if group
+                            else TRADEFLOW_CURRENT_GROUP.value_unset())
         quote = self._quote
         lines = [
             f"**Quote {self._number}** for {quote.customer_code}, rep {self._request.rep}, {quote.amount_total}",
@@ -1213,15 +1222,12 @@ class ShipmentWorkflow:
         self._state: ShipmentState = request.shipment
         self._cancel_reason: str | None = None
         self._busy = False  # a step is being recorded: a cancellation waits for it
+        self._board = SearchAttributeBoard.for_this_run()
 
     @workflow.run
     async def run(self, request: ShipmentInput) -> ShipmentResult:
         state = self._state
-        workflow.upsert_search_attributes([
-            TRADEFLOW_KIND.value_set("shipment"),
-            TRADEFLOW_STATUS.value_set(state.status),
-            TRADEFLOW_CURRENT_GROUP.value_set("warehouse"),
-        ])
+        self._board.set(*shipment_attributes(state.status))
         self._show()
         delay_at = _start_of(state.promised_date) if state.promised_date else None
         if delay_at is not None:
@@ -1237,10 +1243,11 @@ class ShipmentWorkflow:
         await workflow.wait_condition(self._finished)
         if self._state.status != ShipmentStatus.shipped:
             self._state = _with_status(self._state, ShipmentStatus.cancelled)
-            workflow.upsert_search_attributes([TRADEFLOW_STATUS.value_set(ShipmentStatus.cancelled.value)])
-        workflow.upsert_search_attributes([TRADEFLOW_CURRENT_GROUP.value_unset()])
+            self._board.set(TRADEFLOW_STATUS.value_set(ShipmentStatus.cancelled.value))
+        self._board.set(TRADEFLOW_CURRENT_GROUP.value_unset())
         self._show()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        self._board.flush()  # nothing is left after that wait; a guard, should a later edit set one late
         shipped = self._state.lines if self._state.status == ShipmentStatus.shipped else ()
         return ShipmentResult(self._state.shipment_number, self._state.status, tuple(shipped))
 
@@ -1300,7 +1307,10 @@ class ShipmentWorkflow:
             raise _activity_refusal(err) from err
         finally:
             self._busy = False
-        workflow.upsert_search_attributes([TRADEFLOW_STATUS.value_set(self._state.status)])
+        self._board.set(TRADEFLOW_STATUS.value_set(self._state.status),
+                        # Shipped: nobody's turn any more, in the same upsert (lean; the run says it again).
+                        *([TRADEFLOW_CURRENT_GROUP.value_unset()]
+                          if self._board.lean and self._state.status == ShipmentStatus.shipped else []))
         self._show()
         return self._state
 

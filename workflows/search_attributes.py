@@ -7,11 +7,19 @@ so a name is never spelled twice.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
+from temporalio import workflow
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
+from temporalio.common import (
+    SearchAttributeIndexedValueType,
+    SearchAttributeKey,
+    SearchAttributePair,
+    SearchAttributeUpdate,
+    TypedSearchAttributes,
+)
 
 # What kind of process this is: quote-to-cash, procure-to-pay, return, approval.
 TRADEFLOW_KIND = SearchAttributeKey.for_keyword("TradeflowKind")
@@ -45,6 +53,106 @@ def amount_band(amount) -> str:
         if amount < upper:
             return band
     return "250k+"
+
+
+class SearchAttributeBoard:
+    """What a workflow shows operators in its search attributes, written as few upserts as it can.
+
+    Each upsert is a history event and a visibility write on the server: measured on this machine, about 6-10 ms
+    of server CPU each, and a straight-through order made 20 of them (a third of the server's extra cost over a
+    no-op twin). Lean, the board keeps what was asked within one turn of the workflow's event loop and writes
+    one upsert, of the keys whose value differs from what the workflow already has (including the attributes it
+    was started with), when the workflow next yields.
+
+    Which runs are lean: those started WITH search attributes. Every starter gives them since this board exists
+    (the API, the parent for its children: `starting_attributes`), and no run recorded before did, so the start
+    event itself tells the two apart, deterministically, for free. (workflow.patched would too, but each patched
+    call costs the very thing saved here: the SDK upserts TemporalChangeVersion alongside its marker.) Not lean,
+    every `set` upserts at once, exactly as the recorded histories did, so they replay; a run started without
+    attributes (a test, a script) also takes that way and is merely chattier.
+    """
+
+    def __init__(self, lean: bool, *, flush_on_yield: bool = True) -> None:
+        self.lean = lean
+        self._flush_on_yield = flush_on_yield
+        self._pending: dict[str, SearchAttributeUpdate] = {}
+        self._scheduled = False
+
+    @classmethod
+    def for_this_run(cls, *, flush_on_yield: bool = True) -> SearchAttributeBoard:
+        """Call in the workflow's __init__, before anything is upserted. flush_on_yield=False: the workflow calls
+        `flush` itself whenever it starts waiting for the outside world (and before it ends), so the statuses it
+        passes through between two such waits (a run of activities) cost nothing."""
+        return cls(len(workflow.info().typed_search_attributes) > 0, flush_on_yield=flush_on_yield)
+
+    def set(self, *updates: SearchAttributeUpdate) -> None:
+        if not self.lean:
+            workflow.upsert_search_attributes(list(updates))
+            return
+        for update in updates:
+            self._pending[update.key.name] = update
+        if self._flush_on_yield and not self._scheduled:
+            self._scheduled = True
+            # Runs when the code that asked yields (an activity, a timer, a wait): one upsert for that turn.
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._scheduled = False
+        current = workflow.info().typed_search_attributes
+        changed = [u for u in self._pending.values() if current.get(u.key) != u.value]
+        self._pending.clear()
+        if changed:
+            workflow.upsert_search_attributes(changed)
+
+
+def starting_attributes(*updates: SearchAttributeUpdate) -> TypedSearchAttributes:
+    """The same values as a workflow would set them, for the one who starts it (client or parent): a workflow
+    started with its attributes has nothing to upsert at its start."""
+    return TypedSearchAttributes([SearchAttributePair(u.key, u.value) for u in updates if u.value is not None])
+
+
+def order_attributes(*, status: str, amount_total, rep: str, customer_code: str,
+                     warehouse_code: str | None) -> tuple[SearchAttributeUpdate, ...]:
+    """A quote-to-cash workflow's attributes (pure: the workflow, the API and the demo build them the same way)."""
+    return (
+        TRADEFLOW_KIND.value_set("quote_to_cash"),
+        TRADEFLOW_STATUS.value_set(status),
+        TRADEFLOW_AMOUNT_BAND.value_set(amount_band(amount_total)),
+        TRADEFLOW_REQUESTER.value_set(rep),
+        TRADEFLOW_CUSTOMER.value_set(customer_code),
+        # Empty in payloads written before QuoteState carried it: no value rather than a wrong one.
+        *([TRADEFLOW_WAREHOUSE.value_set(warehouse_code)] if warehouse_code else []),
+    )
+
+
+def new_order_attributes(*, amount_total, rep: str, customer_code: str,
+                         warehouse_code: str | None) -> TypedSearchAttributes:
+    """What the one who starts a quote's process gives it: the attributes its first turn would set (a draft,
+    waiting for the rep's submission), so that turn has nothing to upsert."""
+    return starting_attributes(
+        *order_attributes(status="draft", amount_total=amount_total, rep=rep, customer_code=customer_code,
+                          warehouse_code=warehouse_code),
+        TRADEFLOW_CURRENT_GROUP.value_set("sales"),
+    )
+
+
+def approval_attributes(*, kind: str, requester: str, amount) -> tuple[SearchAttributeUpdate, ...]:
+    """An approval chain's attributes while it runs (set by the chain; given at start by a parent that knows)."""
+    return (
+        TRADEFLOW_KIND.value_set(f"approval:{kind}"),
+        TRADEFLOW_REQUESTER.value_set(requester),
+        TRADEFLOW_AMOUNT_BAND.value_set(amount_band(amount)),
+        TRADEFLOW_STATUS.value_set("pending"),
+    )
+
+
+def shipment_attributes(status: str) -> tuple[SearchAttributeUpdate, ...]:
+    """A shipment's attributes while it waits for the warehouse."""
+    return (
+        TRADEFLOW_KIND.value_set("shipment"),
+        TRADEFLOW_STATUS.value_set(status),
+        TRADEFLOW_CURRENT_GROUP.value_set("warehouse"),
+    )
 
 
 def cli_type_name(value_type: SearchAttributeIndexedValueType) -> str:
