@@ -28,6 +28,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -rs tests/e2e/test_browse_browser.py
 	$(PY) -m pytest -q -rs tests/e2e/test_inbox_browser.py
 	$(PY) -m pytest -q -rs tests/e2e/test_orders_browser.py
+	$(PY) -m pytest -q -rs tests/e2e/test_portal_browser.py
 
 clean-var:
 	rm -rf var/*.db var/*.db-* var/temporal*

@@ -19,16 +19,20 @@ from api.deps import (
     SESSION_CSRF,
     SESSION_PWD,
     SESSION_USER,
+    STAFF_HOME,
+    AnyUser,
     CsrfProtected,
-    CurrentUser,
     LoginCsrfProtected,
     SessionDep,
     authenticate,
     csrf_token,
+    home_of,
+    is_contact,
     password_fingerprint,
     token_sha256,
     user_roles,
 )
+from models.masterdata import Customer
 from models.users import ApiToken, User, hash_password, verify_password
 from models.users_api import ApiTokenCreate, ApiTokenCreated, ApiTokenPublic, UserPublic
 from ui import TEMPLATES
@@ -56,6 +60,16 @@ def safe_next(target: str | None) -> str:
     return target
 
 
+def landing(user: User, target: str | None) -> str:
+    """Where a login (or a logged-in visit to /login) goes: the page asked for, except that a customer contact
+    lands in the portal unless a portal page was asked for (staff pages would only send them there again)."""
+    wanted = safe_next(target)
+    home = home_of(user)
+    if home == STAFF_HOME or wanted == home or wanted.startswith(home + "/") or wanted.startswith(home + "?"):
+        return wanted
+    return home
+
+
 def _login_page(request: Request, *, next_url: str, error: str = "", username: str = "", code: int = 200):
     context = {"csrf_token": csrf_token(request), "next": next_url, "error": error, "username": username}
     return TEMPLATES.TemplateResponse(request=request, name="login.html", context=context, status_code=code)
@@ -63,8 +77,8 @@ def _login_page(request: Request, *, next_url: str, error: str = "", username: s
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
 def login_form(request: Request, session: SessionDep, next: str = "/"):
-    if authenticate(request, session) is not None:
-        return RedirectResponse(safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    if (user := authenticate(request, session)) is not None:
+        return RedirectResponse(landing(user, next), status_code=status.HTTP_303_SEE_OTHER)
     return _login_page(request, next_url=safe_next(next))
 
 
@@ -97,10 +111,11 @@ def login(
     request.session[SESSION_USER] = user.id
     request.session[SESSION_PWD] = password_fingerprint(user.password_hash)
     request.session[SESSION_CSRF] = secrets.token_urlsafe(32)
+    target = landing(user, next)
     audit(session, actor=user.username, action="login", entity_kind="user", entity_id=user.id,
           data={"client": request.client.host if request.client else None})
     session.commit()
-    return RedirectResponse(safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(target, status_code=status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/logout", include_in_schema=False, dependencies=[CsrfProtected])
@@ -120,11 +135,17 @@ api = APIRouter(prefix="/api/v1", tags=["auth"], dependencies=[CsrfProtected])
 
 
 def user_public(session: Session, user: User) -> UserPublic:
-    return UserPublic.model_validate(user, update={"groups": sorted(user_roles(session, user.id))})
+    code = session.scalar(select(Customer.code).where(Customer.id == user.customer_id)) if is_contact(user) else None
+    return UserPublic.model_validate(user, update={"groups": sorted(user_roles(session, user.id)),
+                                                   "customer_code": code})
+
+
+# Who am I and API tokens are open to customer contacts too: a token made by a contact acts as that contact, so a
+# customer's own system gets access tied to that one customer.
 
 
 @api.get("/me", response_model=UserPublic)
-def me(request: Request, response: Response, session: SessionDep, user: CurrentUser) -> UserPublic:
+def me(request: Request, response: Response, session: SessionDep, user: AnyUser) -> UserPublic:
     """Who is calling. For a cookie session the response also carries the session's CSRF token in the
     X-CSRF-Token header, for scripts that then send it back on their writes."""
     if request.state.auth_via == "session":
@@ -133,7 +154,7 @@ def me(request: Request, response: Response, session: SessionDep, user: CurrentU
 
 
 @api.post("/tokens", response_model=ApiTokenCreated, status_code=status.HTTP_201_CREATED)
-def create_token(body: ApiTokenCreate, session: SessionDep, user: CurrentUser) -> ApiTokenCreated:
+def create_token(body: ApiTokenCreate, session: SessionDep, user: AnyUser) -> ApiTokenCreated:
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiToken(user_id=user.id, name=body.name, token_sha256=token_sha256(token), prefix=token[:12])
     session.add(row)
@@ -145,12 +166,12 @@ def create_token(body: ApiTokenCreate, session: SessionDep, user: CurrentUser) -
 
 
 @api.get("/tokens", response_model=list[ApiTokenPublic])
-def list_tokens(session: SessionDep, user: CurrentUser) -> list[ApiToken]:
+def list_tokens(session: SessionDep, user: AnyUser) -> list[ApiToken]:
     return list(session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id)))
 
 
 @api.delete("/tokens/{token_id}", response_model=ApiTokenPublic)
-def revoke_token(token_id: int, request: Request, session: SessionDep, user: CurrentUser) -> ApiToken:
+def revoke_token(token_id: int, request: Request, session: SessionDep, user: AnyUser) -> ApiToken:
     row = session.get(ApiToken, token_id)
     # Another user's token is "not found" to you, unless you are an admin (who may revoke any).
     if row is None or (row.user_id != user.id and "admin" not in request.state.roles):

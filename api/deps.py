@@ -10,6 +10,10 @@ cheat sheet). Two ways in:
 A request that carries an Authorization header is authenticated by that header alone, never by the cookie, which
 is also why such requests are exempt from CSRF: a cross-site form cannot set that header.
 
+Two kinds of users: staff, and customer contacts (User.customer_id set). CurrentUser, PageUser and require_roles
+let only staff through, so every existing route refuses a contact unless it opts in (AnyUser, PortalUser,
+require_roles(..., contacts=True)) and limits what the contact sees to their own customer.
+
 One Session per request, and everything in the request uses it. On SQLite every transaction starts with
 BEGIN IMMEDIATE (models/db.py), so a second Session opened inside a request would wait on the first one's lock.
 """
@@ -117,6 +121,9 @@ def _remember(request: Request, session: Session, user: User, via: str) -> User:
     request.state.user = user
     request.state.roles = user_roles(session, user.id)
     request.state.auth_via = via
+    # Detached first, so the commit does not expire it: what the request reads of the user (its customer_id in
+    # every staff/contact check) never reloads it in a new transaction that would hold SQLite's write lock.
+    session.expunge(user)
     # End the read transaction now: on SQLite it holds the database's write lock (BEGIN IMMEDIATE).
     session.commit()
     return user
@@ -171,8 +178,22 @@ def authenticate(request: Request, session: Session) -> User | None:
 # ------------------------------------------------------------------------------------------- who is calling
 
 
-def get_current_user(request: Request, session: SessionDep) -> User:
-    """JSON routes: the logged-in user (cookie or bearer token), else 401."""
+def is_contact(user: User) -> bool:
+    """A customer's contact person (models.users.CUSTOMER_ROLE), as opposed to staff."""
+    return user.customer_id is not None
+
+
+PORTAL_HOME = "/portal"
+STAFF_HOME = "/"
+
+
+def home_of(user: User) -> str:
+    return PORTAL_HOME if is_contact(user) else STAFF_HOME
+
+
+def get_user(request: Request, session: SessionDep) -> User:
+    """JSON routes open to customer contacts too (who am I, API tokens, their own quotes): the logged-in user
+    (cookie or bearer token), staff or contact, else 401. Such a route limits a contact to their customer."""
     user = authenticate(request, session)
     if user is None:
         raise HTTPException(
@@ -183,7 +204,32 @@ def get_current_user(request: Request, session: SessionDep) -> User:
     return user
 
 
+AnyUser = Annotated[User, Depends(get_user)]
+
+CONTACT_REFUSED = "customer contacts may use only the portal and their own quotes and orders"
+
+
+def get_current_user(request: Request, session: SessionDep) -> User:
+    """JSON routes: the logged-in staff user (cookie or bearer token), else 401; a customer contact gets 403.
+    Staff is the default: a route is open to contacts only when it asks for AnyUser and filters by customer."""
+    user = get_user(request, session)
+    if is_contact(user):
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=CONTACT_REFUSED)
+    return user
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_contact(request: Request, session: SessionDep) -> User:
+    """JSON routes of the portal: a customer contact, else 401 (anonymous) or 403 (staff)."""
+    user = get_user(request, session)
+    if not is_contact(user):
+        raise HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail="only customer contacts have a portal")
+    return user
+
+
+ContactUser = Annotated[User, Depends(get_contact)]
 
 
 def login_redirect_url(request: Request) -> str:
@@ -191,8 +237,7 @@ def login_redirect_url(request: Request) -> str:
     return "/login?next=" + quote(target, safe="")
 
 
-def get_page_user(request: Request, session: SessionDep) -> User:
-    """HTML routes: the logged-in user, else a 303 redirect to /login?next=<this page>."""
+def _logged_in_page_user(request: Request, session: Session) -> User:
     user = authenticate(request, session)
     if user is None:
         raise HTTPException(
@@ -203,7 +248,37 @@ def get_page_user(request: Request, session: SessionDep) -> User:
     return user
 
 
+def _wrong_side(request: Request, user: User, detail: str) -> HTTPException:
+    """A page of the other side (staff pages for a contact, the portal for staff): a GET goes to the user's own
+    start page, anything else is refused."""
+    if request.method in ("GET", "HEAD"):
+        return HTTPException(status_code=status.HTTP_303_SEE_OTHER, detail=detail,
+                             headers={"Location": home_of(user)})
+    return HTTPException(status_code=status.HTTP_403_FORBIDDEN, detail=detail)
+
+
+def get_page_user(request: Request, session: SessionDep) -> User:
+    """HTML routes of the staff: the logged-in staff user, else a 303 redirect to /login?next=<this page>.
+    A customer contact never sees a staff page: sent to the portal (GET) or refused (403)."""
+    user = _logged_in_page_user(request, session)
+    if is_contact(user):
+        raise _wrong_side(request, user, CONTACT_REFUSED)
+    return user
+
+
 PageUser = Annotated[User, Depends(get_page_user)]
+
+
+def get_portal_user(request: Request, session: SessionDep) -> User:
+    """The portal's pages: a logged-in customer contact (anonymous: to the login page; staff: to their start
+    page on a GET, else 403)."""
+    user = _logged_in_page_user(request, session)
+    if not is_contact(user):
+        raise _wrong_side(request, user, "the portal is for customer contacts")
+    return user
+
+
+PortalUser = Annotated[User, Depends(get_portal_user)]
 
 
 def current_roles(request: Request) -> frozenset[str]:
@@ -211,17 +286,20 @@ def current_roles(request: Request) -> frozenset[str]:
     return getattr(request.state, "roles", frozenset())
 
 
-def require_roles(*roles: str, page: bool = False) -> Callable[..., User]:
+def require_roles(*roles: str, page: bool = False, contacts: bool = False) -> Callable[..., User]:
     """A dependency that lets through users holding any of `roles` (admin holds every role), else 403.
 
         @router.post(..., dependencies=[Depends(require_roles("sales", "sales-manager"))])
         def f(user: Annotated[User, Depends(require_roles("purchasing"))]): ...
 
-    page=True authenticates like PageUser (redirect to login) instead of answering 401."""
+    page=True authenticates like PageUser (redirect to login) instead of answering 401. contacts=True lets
+    customer contacts through as well (JSON only): the route then limits them to their own customer."""
     wanted = frozenset(roles)
-    base = get_page_user if page else get_current_user
+    base = get_page_user if page else (get_user if contacts else get_current_user)
 
     def _check(request: Request, user: Annotated[User, Depends(base)]) -> User:
+        if contacts and is_contact(user):
+            return user
         if not has_role(current_roles(request), *wanted):
             raise HTTPException(
                 status_code=status.HTTP_403_FORBIDDEN,
@@ -229,7 +307,7 @@ def require_roles(*roles: str, page: bool = False) -> Callable[..., User]:
             )
         return user
 
-    _check.__name__ = f"require_roles_{'_'.join(sorted(wanted)) or 'any'}"
+    _check.__name__ = f"require_roles_{'_'.join(sorted(wanted)) or 'any'}{'_or_contacts' if contacts else ''}"
     return _check
 
 

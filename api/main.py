@@ -17,6 +17,8 @@ from starlette.middleware.sessions import SessionMiddleware
 
 import config
 from api import auth, health, inbox, inbox_pages, order_pages, pages, policies, policy_pages, quotes, substitutions
+from api import portal, portal_pages
+from api import purchasing, purchasing_pages
 from api.errors import install_error_handlers
 from api.routes import ROUTERS
 from config import Settings
@@ -80,6 +82,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(substitutions.pages)
     app.include_router(quotes.router)  # carries /api/v1 itself
     app.include_router(order_pages.router)
+    app.include_router(portal.router)  # carries /api/v1 itself
+    app.include_router(portal_pages.router)
+    app.include_router(purchasing.router)  # carries /api/v1 itself
+    app.include_router(purchasing_pages.router)
     install_error_handlers(app)
     return app
 

@@ -56,6 +56,8 @@ CHOICES = {"ship_available": "Ship what is available now, backorder the rest",
 # While a confirmed order waits for missing stock, the one choice left is to stop waiting for it.
 WAITING_CHOICES = {"cancel_rest": "Cancel what is still missing (what is reserved still ships)"}
 STEP_WORDS = {"picked": "Picked", "packed": "Packed", "shipped": "Shipped"}
+# The printable document is an order confirmation in these statuses, a quotation otherwise (the portal's too).
+ORDER_DOCUMENT_STATUSES = ("confirmed", "delivered", "done", "credit_hold", "awaiting_customer")
 
 
 def _viewer(request: Request, user: User) -> views.OrderViewer:
@@ -504,7 +506,7 @@ def order_document(number: str, request: Request, session: SessionDep, user: Pag
     detail = views.order_detail(session, viewer, number)
     if detail is None:
         return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
-    is_order = detail.order.status in ("confirmed", "delivered", "done", "credit_hold", "awaiting_customer")
+    is_order = detail.order.status in ORDER_DOCUMENT_STATUSES
     context = {"title": f"{'Order confirmation' if is_order else 'Quotation'} {detail.order.number}", "d": detail,
                "o": detail.order, "is_order": is_order, "today": datetime.now(UTC).date()}
     return _render(request, session, "orders/document.html", context)

@@ -17,6 +17,9 @@ pages (api/order_pages.py) alike.
 - A shipment step repeated after its Shipment workflow ended (it ends once shipped) answers with the shipment as it
   stands, like a repeat the running workflow answers; the engine's RPC failures (unreachable, busy, a workflow whose
   task keeps failing) are 503s that say to try again, never 500s.
+- A customer's contact (models/portal.py ContactViewer) reads only their customer's quotes, in the shapes of
+  api/portal.py, and gives the customer's answers (accept, backorder choice, cancel) as Actor(<username>,
+  ("customer",)); every other route here refuses them.
 
 Reads (list, detail) come from the tables (models/order_views.py); the detail adds the workflow's view() query for
 the timeline when the engine answers. Database transactions end before any Temporal call: on SQLite a transaction
@@ -51,16 +54,18 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api import inbox as inbox_api
+from api import portal as contact_api
 from api.audit import audit
-from api.deps import CsrfProtected, CurrentUser, SessionDep, SettingsDep, current_roles, require_roles
+from api.deps import AnyUser, CsrfProtected, SessionDep, SettingsDep, current_roles, require_roles
 from api.health import get_temporal_client
 from api.inbox import Refusal
 from models import inbox as inbox_model
 from models import order_views as views
 from models import orders
 from models.masterdata import Customer, Product
+from models.portal import CUSTOMER_ACTIONS, CUSTOMER_CANCELLABLE, ContactViewer
 from models.sales import CustomerInvoice, CustomerPayment, SalesOrder, SalesOrderLine
-from models.users import User
+from models.users import CUSTOMER_ROLE, User
 from workflows.contracts import (
     QUOTE_TO_CASH_WORKFLOW,
     Actor,
@@ -107,6 +112,10 @@ UPDATE_SHIPMENT_STEP = "step"
 
 SALES = ("sales", "sales-manager")
 SalesUser = Annotated[User, Depends(require_roles(*SALES))]
+# Reading quotes: staff see what their roles allow (viewer_of); a customer contact sees their customer's only.
+QuoteReader = AnyUser
+# The customer's answers (accept, backorder choice, cancel): reps and managers record them, contacts give them.
+CustomerOrSales = Annotated[User, Depends(require_roles(*SALES, contacts=True))]
 FinanceUser = Annotated[User, Depends(require_roles("finance"))]
 WarehouseUser = Annotated[User, Depends(require_roles("warehouse"))]
 
@@ -234,6 +243,10 @@ class LineOut(BaseModel):
     qty_delivered: Decimal
     qty_invoiced: Decimal
     qty_cancelled: Decimal
+    removed: bool = Field(False, description="taken off the order by an amendment (kept at quantity 0, because "
+                                             "shipments and invoices refer to it); not part of the totals")
+    removed_on: date | None = None
+    removed_by: str | None = None
 
 
 class ShipmentLineOut(BaseModel):
@@ -407,6 +420,10 @@ REFUSALS = {
 
 
 def viewer_of(request: Request, user: User) -> views.OrderViewer:
+    """Who reads or acts: a customer contact as a ContactViewer, which every order query limits to their
+    customer, and whose actor carries the group "customer" alone (whatever groups the row holds)."""
+    if user.customer_id is not None:
+        return ContactViewer(user.username, frozenset({CUSTOMER_ROLE}), customer_id=user.customer_id)
     return views.OrderViewer(user.username, frozenset(current_roles(request)))
 
 
@@ -443,7 +460,8 @@ def detail_of(d: views.OrderDetail, view: OrderView | None = None, note: str = "
                        tax_rate=r.line.tax_rate, subtotal=r.line.subtotal, tax_amount=r.line.tax_amount,
                        drop_ship=r.line.drop_ship, promised_date=r.line.promised_date,
                        qty_reserved=r.line.qty_reserved, qty_delivered=r.line.qty_delivered,
-                       qty_invoiced=r.line.qty_invoiced, qty_cancelled=r.line.qty_cancelled) for r in d.lines],
+                       qty_invoiced=r.line.qty_invoiced, qty_cancelled=r.line.qty_cancelled, removed=r.removed,
+                       removed_on=r.removed_on, removed_by=r.removed_by or None) for r in d.lines],
         shipments=[ShipmentOut(number=s.shipment.number, seq=s.shipment.seq, status=s.shipment.status,
                                drop_ship=s.shipment.drop_ship, promised_date=s.shipment.promised_date,
                                tracking_ref=s.shipment.tracking_ref, shipped_at=s.shipment.shipped_at,
@@ -784,10 +802,16 @@ async def quote_action(session: Session, client_source: ClientSource, viewer: vi
                        action: str, *, comment: str = "", expected_version: int | None = None,
                        choice: str | None = None) -> str:
     """submit, accept, cancel or backorder (with `choice`); the status after. Raises Refusal."""
-    if not viewer.sells:
+    contact = isinstance(viewer, ContactViewer)
+    if not viewer.sells and not (contact and action in CUSTOMER_ACTIONS):
         raise Refusal(status.HTTP_403_FORBIDDEN, "NotAllowed", "only sales reps and sales managers act on quotes")
     info = await run_in_threadpool(load_order, session, viewer, number)
     try:
+        if contact and action == "cancel" and info.status not in CUSTOMER_CANCELLABLE:
+            # The workflow would let a customer cancel later too; once goods move, changes go through the rep.
+            raise Refusal(status.HTTP_409_CONFLICT, "NotCancellable",
+                          f"quote {info.number} is {info.status.replace('_', ' ')}: ask your sales contact "
+                          f"({info.rep}) to change or cancel it")
         client = await client_or_refusal(client_source)
         actor = actor_of(viewer)
         if action == "backorder":
@@ -1071,11 +1095,11 @@ SortName = Literal[tuple(v for key in views.SORTS for v in (key, f"-{key}"))]  #
 StatusName = Literal[views.STATUSES]  # type: ignore[valid-type]
 
 
-@router.get("/quotes", response_model=QuotePage)
+@router.get("/quotes", response_model=QuotePage | contact_api.ContactQuotePage)
 def list_quotes(
     request: Request,
     session: SessionDep,
-    user: CurrentUser,
+    user: QuoteReader,
     order_status: Annotated[StatusName | None, Query(alias="status")] = None,
     customer: Annotated[str | None, Query(max_length=views.MAX_TEXT, description="code, or text in the name")] = None,
     rep: Annotated[str | None, Query(max_length=60)] = None,
@@ -1087,9 +1111,13 @@ def list_quotes(
     limit: Annotated[int, Query(ge=1, le=views.MAX_PAGE)] = 50,
 ) -> QuotePage:
     """Quotes and orders you may see (reps: their own; managers, finance, admins: all; credit controllers: those
-    on hold; the warehouse: those being fulfilled), filtered, sorted and paged, with the count per status."""
+    on hold; the warehouse: those being fulfilled), filtered, sorted and paged, with the count per status.
+    A customer contact gets their customer's quotes once sent to them, whatever the filters say (ContactQuotePage)."""
     viewer = viewer_of(request, user)
     filters = views.OrderFilters(customer=customer, rep=rep, date_from=date_from, date_to=date_to, text=q)
+    if isinstance(viewer, ContactViewer):
+        return contact_api.contact_quotes(session, viewer, status=order_status, filters=filters, sort=sort,
+                                          offset=offset, limit=limit)
     page = views.search_orders(session, viewer, status=order_status, filters=filters, sort=sort, offset=offset,
                                limit=limit)
     session.commit()
@@ -1097,11 +1125,19 @@ def list_quotes(
                      limit=page.limit, sort=page.sort, counts=page.counts)
 
 
-@router.get("/quotes/{number}", response_model=QuoteOut, responses={404: REFUSALS[404]})
-async def get_quote(number: str, request: Request, session: SessionDep, user: CurrentUser,
-                    settings: SettingsDep) -> QuoteOut:
-    """One quote or order in full, with its timeline from the process when the engine answers."""
-    return await _detail(request, session, settings, viewer_of(request, user), number)
+@router.get("/quotes/{number}", response_model=QuoteOut | contact_api.ContactQuoteOut,
+            responses={404: REFUSALS[404]})
+async def get_quote(number: str, request: Request, session: SessionDep, user: QuoteReader,
+                    settings: SettingsDep) -> QuoteOut | contact_api.ContactQuoteOut:
+    """One quote or order in full, with its timeline from the process when the engine answers. A customer contact
+    gets ContactQuoteOut for their own customer's quote, and 404 for any other (its existence is not told)."""
+    viewer = viewer_of(request, user)
+    if isinstance(viewer, ContactViewer):
+        found = await run_in_threadpool(contact_api.contact_quote, session, viewer, number)
+        if found is None:
+            raise HTTPException(404, detail=f"quote {number[:30]} not found")
+        return found
+    return await _detail(request, session, settings, viewer, number)
 
 
 @router.patch("/quotes/{number}", response_model=EditOut, responses=REFUSALS)
@@ -1122,9 +1158,11 @@ async def patch_quote(number: str, body: QuotePatchIn, request: Request, session
 @router.post("/quotes/{number}/amend", response_model=QuoteOut, responses=REFUSALS)
 async def amend_quote(number: str, body: QuoteAmendIn, request: Request, session: SessionDep, user: SalesUser,
                       settings: SettingsDep) -> QuoteOut:
-    """Amend a confirmed order (or one waiting for the customer's backorder choice): change quantities, add or
-    remove lines before they ship. Refused below what shipped or waits in an open shipment (422), over the credit
-    limit (409 CreditLimitExceeded), on a stale version (409)."""
+    """Amend a confirmed order (or one waiting for the customer's backorder choice): change quantities or prices
+    (unit_price, discount_percent), add or remove lines before they ship. A lower price on invoiced units is
+    credited (credit note with tax). Refused below what shipped or waits in an open shipment (422), over the credit
+    limit (409 CreditLimitExceeded), on a stale version (409), and with 409 OrderStateInvalid for a higher price on
+    invoiced units or a price the quote approval policy would send for approval (amendments are not re-approved)."""
     viewer = viewer_of(request, user)
     try:
         await amend_order(session, _client_source(request, settings), viewer, number, body)
@@ -1157,18 +1195,21 @@ async def submit_quote(number: str, request: Request, session: SessionDep, user:
 
 
 @router.post("/quotes/{number}/accept", response_model=ActionOut, responses=REFUSALS)
-async def accept_quote(number: str, request: Request, session: SessionDep, user: SalesUser, settings: SettingsDep,
-                       body: QuoteActionIn | None = None) -> ActionOut:
-    """Record the customer's acceptance: credit check, reservation and fulfilment follow."""
+async def accept_quote(number: str, request: Request, session: SessionDep, user: CustomerOrSales,
+                       settings: SettingsDep, body: QuoteActionIn | None = None) -> ActionOut:
+    """Record the customer's acceptance (a rep), or accept (the customer's contact): credit check, reservation and
+    fulfilment follow."""
     body = body or QuoteActionIn()
     return await _action(request, session, user, settings, number, "accept", comment=body.comment,
                          expected_version=body.expected_version)
 
 
 @router.post("/quotes/{number}/cancel", response_model=ActionOut, responses=REFUSALS)
-async def cancel_quote(number: str, request: Request, session: SessionDep, user: SalesUser, settings: SettingsDep,
-                       body: QuoteActionIn | None = None) -> ActionOut:
-    """Cancel the quote or order (reservations released, unshipped quantities cancelled, credit note if due)."""
+async def cancel_quote(number: str, request: Request, session: SessionDep, user: CustomerOrSales,
+                       settings: SettingsDep, body: QuoteActionIn | None = None) -> ActionOut:
+    """Cancel the quote or order (reservations released, unshipped quantities cancelled, credit note if due). The
+    customer's contact may decline a sent quote, or withdraw while the order waits on credit or on their backorder
+    answer (409 NotCancellable later); the comment is the reason."""
     body = body or QuoteActionIn()
     return await _action(request, session, user, settings, number, "cancel", comment=body.comment,
                          expected_version=body.expected_version)
@@ -1176,8 +1217,9 @@ async def cancel_quote(number: str, request: Request, session: SessionDep, user:
 
 @router.post("/quotes/{number}/backorder-choice", response_model=ActionOut, responses=REFUSALS)
 async def backorder_choice(number: str, body: BackorderChoiceIn, request: Request, session: SessionDep,
-                           user: SalesUser, settings: SettingsDep) -> ActionOut:
-    """The customer's answer when stock is short: ship what is there, wait for all, or cancel the rest."""
+                           user: CustomerOrSales, settings: SettingsDep) -> ActionOut:
+    """The customer's answer when stock is short: ship what is there, wait for all, or cancel the rest (given by
+    the customer's contact, or recorded by a rep)."""
     return await _action(request, session, user, settings, number, "backorder", choice=body.choice)
 
 

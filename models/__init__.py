@@ -1,3 +1,4 @@
 """SQLModel tables and the query functions over them. Importing this package registers every table."""
 
-from models import approvals, ledger, masterdata, records, sales, stock, users  # noqa: F401  (registers the tables)
+# Imported for their side effect: each module registers its tables.
+from models import approvals, ledger, masterdata, purchasing, records, sales, stock, users  # noqa: F401

@@ -14,7 +14,7 @@ Roles add up: a rep who is also a credit controller sees their own quotes and ev
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -26,6 +26,7 @@ from models import orders
 from models.approvals import HumanTask, TaskStatus
 from models.common import ZERO
 from models.masterdata import Branch, Customer, PaymentTerm, Product, UnitOfMeasure, Warehouse
+from models.records import AuditEvent
 from models.sales import (
     CustomerInvoice,
     CustomerInvoiceLine,
@@ -224,6 +225,15 @@ class LineRow:
     name: str
     uom: str
     barcode: str | None
+    # The amendment that removed the line (models.orders.amend_order): its day and who made it.
+    removed_on: date | None = None
+    removed_by: str = ""
+
+    @property
+    def removed(self) -> bool:
+        """Taken off the order by an amendment: it stays at quantity 0, because shipments, invoices and its
+        reservation refer to it (new lines always have a positive quantity)."""
+        return self.line.quantity == 0
 
     @property
     def qty_open(self) -> Decimal:
@@ -335,13 +345,33 @@ def credit_summary(session: Session, order: SalesOrder, customer: Customer) -> C
                          over_limit=decision.over_limit, counts_this_order=live)
 
 
-def order_lines(session: Session, order_id: int) -> list[LineRow]:
+def order_lines(session: Session, order_id: int, number: str | None = None) -> list[LineRow]:
+    """The order's lines in line order; with the order's `number`, removed lines say when and by whom."""
     stmt = (select(SalesOrderLine, Product.sku, Product.name, UnitOfMeasure.name, Product.barcode)
             .join(Product, Product.id == SalesOrderLine.product_id)
             .join(UnitOfMeasure, UnitOfMeasure.id == Product.uom_id)
             .where(SalesOrderLine.order_id == order_id).order_by(SalesOrderLine.line_no))
-    return [LineRow(line, sku, line.description or name, uom, barcode)
+    rows = [LineRow(line, sku, line.description or name, uom, barcode)
             for line, sku, name, uom, barcode in session.execute(stmt).all()]
+    if number is None or not any(r.removed for r in rows):
+        return rows
+    removals = _removals(session, number)
+    return [replace(r, removed_on=removals[r.line.line_no][0], removed_by=removals[r.line.line_no][1])
+            if r.removed and r.line.line_no in removals else r for r in rows]
+
+
+def _removals(session: Session, number: str) -> dict[int, tuple[date, str]]:
+    """line no -> (day, actor) of the amendment that last removed it, from the audit events amend_order writes
+    (their data lists the line numbers it removed)."""
+    found: dict[int, tuple[date, str]] = {}
+    for at, actor, data in session.execute(
+        select(AuditEvent.at, AuditEvent.actor, AuditEvent.data)
+        .where(AuditEvent.entity_kind == "sales_order", AuditEvent.entity_id == number,
+               AuditEvent.action == "order.amended").order_by(AuditEvent.id)
+    ).all():
+        for line_no in (data or {}).get("removed") or ():
+            found[int(line_no)] = (at.date(), actor)
+    return found
 
 
 def _shipment_lines(session: Session, shipment_ids: Sequence[int]) -> dict[int, list[ShipmentLineRow]]:
@@ -388,7 +418,7 @@ def order_detail(session: Session, viewer: OrderViewer, number: str) -> OrderDet
         branch=session.get(Branch, order.branch_id) if order.branch_id else None,
         warehouse=session.get(Warehouse, order.warehouse_id),
         payment_term=session.get(PaymentTerm, customer.payment_term_id) if customer.payment_term_id else None,
-        lines=order_lines(session, order.id),
+        lines=order_lines(session, order.id, order.number),
         shipments=[ShipmentRow(s, lines_by_shipment.get(s.id, []), order.number, customer.code, customer.name)
                    for s in shipments],
         invoices=invoices,

@@ -17,6 +17,7 @@ pure rules in workflows/rules.py, so the workflow, these functions and the tests
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -27,8 +28,9 @@ from sqlalchemy import bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from models import inventory, outbox
+from models import inventory, outbox, purchasing
 from models.accounting import LineSpec, post_entry
+from models.approval_policies import body_from_json, policy_in_force
 from models.common import ZERO, AccountType, BackorderPreference, LocationUsage, money, qty, utcnow
 from models.ledger import JournalLine
 from models.masterdata import (
@@ -44,6 +46,7 @@ from models.masterdata import (
     Tax,
     Warehouse,
 )
+from models.policy_designer import conditions_text
 from models.records import AuditEvent
 from models.sales import (
     CustomerInvoice,
@@ -58,6 +61,7 @@ from models.sales import (
 from models.stock import Quant, ReservationDemand, StockMove
 from models.users import User
 from workflows import rules
+from workflows.approval_rules import DocumentKind, RequestFacts, matches
 from workflows.contracts import (
     AcceptOrderResult,
     AmendOrderCommand,
@@ -88,7 +92,7 @@ DEFAULT_PAYMENT_TERM_DAYS = 30
 # Far above any real order, far below the NUMERIC(16, x) columns: a typo becomes a clear refusal, not an overflow.
 MAX_QUANTITY = Decimal("1000000000")
 MAX_AMOUNT = Decimal("1000000000000")
-SEQUENCES = {"quote": "Q-", "invoice": "INV-", "credit_note": "CRN-", "payment": "PAY-"}
+SEQUENCES = {"quote": "Q-", "invoice": "INV-", "credit_note": "CRN-", "payment": "PAY-", "purchase_order": "PO-"}
 NUMBER_WIDTH = 6
 
 # Statuses from which nothing moves any more (the workflow has finished with the order).
@@ -318,6 +322,18 @@ def _price_rules(session: Session, pricelist_id: int | None) -> list[rules.Price
     ]
 
 
+def _manual_price(value, field: str) -> Decimal:
+    try:
+        unit_price = Decimal(str(value))
+    except Exception:
+        raise OrderInputError(field, "must be a number") from None
+    if not unit_price.is_finite() or unit_price < 0 or money(unit_price) != unit_price:
+        raise OrderInputError(field, "must be zero or positive, in cents")
+    if unit_price > MAX_AMOUNT:
+        raise OrderInputError(field, f"must be at most {MAX_AMOUNT:,}")
+    return unit_price
+
+
 def _price_lines(
     session: Session, lines: tuple[QuoteLineInput, ...] | list[QuoteLineInput], *, pricelist_id: int | None,
     order_discount: Decimal, today: date,
@@ -350,11 +366,7 @@ def _price_lines(
         )
         agreed_price = rules.rule_price(rule, list_price=list_price, cost=cost)
         if line.unit_price is not None:
-            unit_price = Decimal(str(line.unit_price))
-            if not unit_price.is_finite() or unit_price < 0 or money(unit_price) != unit_price:
-                raise OrderInputError(f"lines[{i}].unit_price", "must be zero or positive, in cents")
-            if unit_price > MAX_AMOUNT:
-                raise OrderInputError(f"lines[{i}].unit_price", f"must be at most {MAX_AMOUNT:,}")
+            unit_price = _manual_price(line.unit_price, f"lines[{i}].unit_price")
             rule_id = None
         else:
             unit_price = agreed_price
@@ -737,6 +749,7 @@ def reserve_order(session: Session, number: str, *, order: SalesOrder | None = N
     if order.status in TERMINAL:
         raise OrderStateError(order.status, f"order {number} is {order.status}: nothing to reserve")
     shortfall = ZERO
+    short_lines: list[purchasing.Shortfall] = []
     rows = _line_rows(session, order)
     for line, *_ in rows:
         if line.drop_ship:
@@ -749,11 +762,17 @@ def reserve_order(session: Session, number: str, *, order: SalesOrder | None = N
             line.qty_reserved = result.reserved
             # Not result.shortfall: the demand remembers the largest quantity ever requested, which still
             # counts units delivered since; what is short now is the outstanding quantity less what is held.
-            shortfall += max(want - result.reserved, ZERO)
+            short = max(want - result.reserved, ZERO)
+            if short > 0:
+                short_lines.append(purchasing.Shortfall(demand_key(number, line.line_no), line.product_id, short))
+            shortfall += short
         else:
             line.qty_reserved = ZERO
         session.add(line)
     session.flush()
+    # Replenishment: what is short goes on the main suppliers' open requests for quotation (after every line is
+    # reserved: purchasing's locks come after the stock locks).
+    purchasing.replenish_shortfalls(session, short_lines, warehouse_id=order.warehouse_id, origin=number)
     # The lines as just written (the rows read above, updated in place): no second read.
     lines = tuple(_line_state(line, sku, policy) for line, sku, policy, _ in rows)
     return ReserveOrderResult(lines=lines, fully_reserved=shortfall == 0, shortfall=shortfall)
@@ -836,6 +855,8 @@ def create_shipment(session: Session, number: str, seq: int, *, today: date) -> 
                          quantity=amount) for line, amount in picks]
     session.add_all(made)
     session.flush()
+    if drop_ship:  # the supplier delivers: order it from them, to the customer, in this same transaction
+        purchasing.order_drop_ship(session, shipment, order, picks, today=today)
     return _shipment_state(session, shipment, number, [(sl, skus[sl.order_line_id]) for sl in made])
 
 
@@ -928,6 +949,9 @@ def _ship(session: Session, shipment: Shipment, order: SalesOrder, today: date) 
                 demand_key=demand_key(order.number, line.line_no), move_date=today, customer_id=order.customer_id,
             ), account_memo=codes.categories)
             sl.move_id = moved.move_id
+            session.add(sl)
+        else:  # the supplier delivered: receive the drop-ship purchase and value the delivery at its price
+            sl.move_id = purchasing.receive_drop_ship(session, shipment, sl, order, today, codes.categories)
             session.add(sl)
         delivered_before = qty(line.qty_delivered)
         line.qty_delivered = delivered_before + qty(sl.quantity)
@@ -1372,24 +1396,28 @@ def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine
     existing = session.scalars(select(CustomerInvoice).where(CustomerInvoice.key == key)).first()
     if existing is not None:
         return existing
-    pieces = []
+    pieces = []  # (line, product, units no longer invoiced, quantity shown, unit price shown, subtotal, tax)
     for line in lines:
         kept = keep(line)
         over = qty(line.qty_invoiced) - kept
-        if over <= 0:
+        if piece is not None:  # the caller knows the exact rows (amend_order: the units beyond the new quantity, and
+            # a price cut on the invoiced units that stay): (units no longer invoiced, quantity, unit price, sub, tax)
+            rows = piece(line, max(over, ZERO))
+        elif over <= 0:
             continue
-        if piece is not None:  # the caller knows the exact amounts (amend_order: what stays is the line's amount)
-            sub, tax = piece(line, over)
-        elif kept == 0:
-            sub, tax = _net_invoiced(session, line.id)  # all of it: credit exactly what was invoiced
+        elif kept == 0:  # all of it: credit exactly what was invoiced
+            rows = [(over, over, money(line.unit_price), *_net_invoiced(session, line.id))]
         else:
-            sub, tax = _piece_amounts(session, order, line, over, completes=False)
-        pieces.append((line, session.get(Product, line.product_id), over, sub, tax))
+            rows = [(over, over, money(line.unit_price),
+                     *_piece_amounts(session, order, line, over, completes=False))]
+        if rows:
+            product = session.get(Product, line.product_id)
+            pieces += [(line, product, *row) for row in rows]
     if not pieces:
         return None
     number = next_number(session, "credit_note")
-    untaxed = sum((p[3] for p in pieces), ZERO)
-    tax = sum((p[4] for p in pieces), ZERO)
+    untaxed = sum((p[5] for p in pieces), ZERO)
+    tax = sum((p[6] for p in pieces), ZERO)
     note = CustomerInvoice(key=key, number=number, kind="credit_note", order_id=order.id,
                            customer_id=order.customer_id, invoice_date=today, due_date=today,
                            amount_untaxed=untaxed, amount_tax=tax, amount_total=untaxed + tax,
@@ -1398,11 +1426,11 @@ def _credit_note(session: Session, order: SalesOrder, lines: list[SalesOrderLine
     session.flush()
     income: dict[str, Decimal] = defaultdict(lambda: ZERO)
     taxes: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for line, product, amount, sub, tx in pieces:
+    for line, product, uninvoiced, quantity, unit_price, sub, tx in pieces:
         session.add(CustomerInvoiceLine(invoice_id=note.id, order_line_id=line.id, product_id=product.id,
-                                        quantity=amount, unit_price=money(line.unit_price), subtotal=sub,
+                                        quantity=quantity, unit_price=unit_price, subtotal=sub,
                                         tax_amount=tx, cost_amount=ZERO))
-        line.qty_invoiced = qty(line.qty_invoiced) - amount
+        line.qty_invoiced = qty(line.qty_invoiced) - uninvoiced
         session.add(line)
         income[_category_account(session, product.category_id, "income_account_id", INCOME_ACCOUNT)] += sub
         if tx:
@@ -1457,11 +1485,15 @@ def cancel_order(session: Session, number: str, *, actor: str, reason: str, toda
         )
     if order.status in TERMINAL:
         raise OrderStateError(order.status, f"order {number} is {order.status} and cannot be cancelled")
+    cancelled_shipments = []
     for shipment in session.scalars(
         select(Shipment).where(Shipment.order_id == order.id, Shipment.status.in_(OPEN_SHIPMENT))
     ).all():
         shipment.status = ShipmentStatus.cancelled
         session.add(shipment)
+        cancelled_shipments.append(shipment.id)
+    # A drop-ship shipment that never shipped: its purchase order is cancelled with it.
+    purchasing.cancel_drop_ship(session, cancelled_shipments)
     lines = _lines(session, order)
     released = cancelled = shipped = ZERO
     for line in lines:
@@ -1569,6 +1601,13 @@ def cancel_backorder(session: Session, number: str, *, actor: str, key: str, tod
 
 AMENDABLE = frozenset({OrderStatus.confirmed, OrderStatus.awaiting_customer})
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
+# The facts of a quote policy that a price moves: a re-priced order that meets a rule on them needs an approval.
+PRICE_FACTS = frozenset({"discount_percent", "margin_percent"})
+
+
+class RepricingRefused(OrderStateError):
+    """A price an amendment cannot set: a rise on units already invoiced, or a price the quote approval policy
+    would send for approval (an amendment is not approved again). The API answers 409."""
 
 
 def _recorded_amendment(session: Session, number: str, key: str) -> AuditEvent | None:
@@ -1579,10 +1618,13 @@ def _recorded_amendment(session: Session, number: str, key: str) -> AuditEvent |
     return next((e for e in events if (e.data or {}).get("key") == key), None)
 
 
-def _stored_amounts(order: SalesOrder, line: SalesOrderLine) -> rules.LineAmounts:
+def _stored_amounts(order: SalesOrder, line: SalesOrderLine, quantity: Decimal | None = None,
+                    price: tuple[Decimal, Decimal] | None = None) -> rules.LineAmounts:
+    """The line's amounts as stored; or of `quantity` units, at `price` (unit price, line discount) if given."""
+    unit_price, discount = price or (line.unit_price, line.discount_percent)
     return rules.line_amounts(
-        quantity=qty(line.quantity), unit_price=money(line.unit_price), list_price=money(line.list_price),
-        line_discount_percent=Decimal(str(line.discount_percent)),
+        quantity=qty(line.quantity) if quantity is None else quantity, unit_price=money(unit_price),
+        list_price=money(line.list_price), line_discount_percent=Decimal(str(discount)),
         order_discount_percent=Decimal(str(order.order_discount_percent)), tax_rate=Decimal(str(line.tax_rate)),
         unit_cost=Decimal(str(line.unit_cost)))
 
@@ -1639,6 +1681,90 @@ def _price_changed(line: SalesOrderLine, want: QuoteLineInput) -> bool:
         return True
 
 
+def _net_unit(price: tuple[Decimal, Decimal]) -> Decimal:
+    """What one unit costs after the line discount, for (unit price, discount %); the order discount is the same
+    on every price of the order, so it does not change which of two prices is higher."""
+    unit_price, discount = price
+    return money(unit_price) * (1 - Decimal(str(discount)) / 100)
+
+
+def _price_note(before: tuple[Decimal, Decimal], after: tuple[Decimal, Decimal]) -> str:
+    """"price 9.00 → 8.50, discount 0 % → 5 %", as the summary of an amendment says it."""
+    def pct(value) -> str:
+        return format(Decimal(str(value)).normalize(), "f")
+
+    parts = []
+    if money(before[0]) != money(after[0]):
+        parts.append(f"price {money(before[0])} → {money(after[0])}")
+    if Decimal(str(before[1])) != Decimal(str(after[1])):
+        parts.append(f"discount {pct(before[1])} % → {pct(after[1])} %")
+    return ", ".join(parts) or f"price {money(after[0])} kept"
+
+
+def _amended_price(line: SalesOrderLine, want: QuoteLineInput, i: int) -> tuple[Decimal, Decimal]:
+    """(unit price, discount %) the rep asks for on a line whose quantity does not go up: the price typed, else
+    the pricelist price the line was agreed at (re-pricing does not re-read today's pricelist)."""
+    discount = _percent(want.discount_percent, f"lines[{i}].discount_percent", allow_100=True)
+    if want.unit_price is not None:
+        return _manual_price(want.unit_price, f"lines[{i}].unit_price"), discount
+    return money(line.agreed_price if line.manual_price else line.unit_price), discount
+
+
+def _check_invoiced_price(line: SalesOrderLine, sku: str, status: str, new_price: tuple[Decimal, Decimal],
+                          quantity: Decimal) -> None:
+    """A price may go down on units already invoiced (a credit note gives the difference back), never up."""
+    invoiced = min(qty(line.qty_invoiced), quantity)
+    old, new = _net_unit((line.unit_price, line.discount_percent)), _net_unit(new_price)
+    if invoiced > 0 and new > old:
+        raise RepricingRefused(status, (
+            f"line {line.line_no} ({sku}): {format(invoiced.normalize(), 'f')} are invoiced already at "
+            f"{money(old)} each, and an amendment does not raise the price of invoiced units (distributors do not "
+            f"send a second invoice for a price difference): cancel the order and invoice it again at {money(new)}, "
+            "or keep the price"))
+
+
+def _credit_rows(session: Session, order: SalesOrder, line: SalesOrderLine, over: Decimal,
+                 was: tuple[Decimal, Decimal] | None) -> list[tuple]:
+    """The credit note's rows for one amended line (see _credit_note): the invoiced units beyond its new quantity
+    (`over`), then, when its price went down (`was`: the unit price and discount before), the difference on the
+    invoiced units it keeps. What stays invoiced is then exactly the kept units at the line's price now, so the
+    invoices still to come complete the line to the cent."""
+    sub, tax = _net_invoiced(session, line.id)
+    kept = qty(line.qty_invoiced) - over
+    now = _stored_amounts(order, line, kept)
+    rows = []
+    if over > 0:
+        before = now if was is None else _stored_amounts(order, line, kept, was)
+        unit = money(was[0] if was is not None else line.unit_price)
+        rows.append((over, over, unit, sub - before.subtotal, tax - before.tax))
+        sub, tax = before.subtotal, before.tax
+    cut = sub - now.subtotal
+    if was is not None and kept > 0 and cut > 0:
+        # Nothing is un-invoiced: the row shows the units re-priced and what each one is cheaper by.
+        rows.append((ZERO, kept, money(cut / kept), cut, max(tax - now.tax, ZERO)))
+    return rows
+
+
+def _policy_limit(session: Session, order: SalesOrder, today: date) -> str | None:
+    """The quote approval policy in force (as a new quote would be judged: workflows.quote_to_cash.quote_facts)
+    on the order as it now stands: its rules on price facts (concession, margin) that the order meets, described;
+    None when no such rule asks for approval."""
+    policy = policy_in_force(session, DocumentKind.quote.value, today)
+    if policy is None:
+        return None
+    state = quote_state(session, order.number, order=order)
+    facts = RequestFacts(
+        amount=state.amount_untaxed, discount_percent=state.concession_percent, margin_percent=state.margin_percent,
+        customer_segment=state.customer_segment, category=state.categories[0] if state.categories else "",
+        branch=state.branch, requester=order.rep)
+    hits = [r for r in body_from_json(policy.body).rules
+            if any(c.fact in PRICE_FACTS for c in r.conditions) and matches(r, facts)]
+    if not hits:
+        return None
+    return f"the quote approval policy (version {policy.version}) asks for approval when " + "; or when ".join(
+        f"{conditions_text(r.conditions)} ({r.rule_id}: {r.step.name})" for r in hits)
+
+
 def _amend_floor(line: SalesOrderLine, sku: str, field: str, new: Decimal, in_open: Decimal,
                  shipments: list[str]) -> None:
     """A line may not go below what left the warehouse plus what sits in a shipment not yet shipped."""
@@ -1677,10 +1803,15 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     - No line goes below delivered + in open shipments (the refusal names the shipment to ship or cancel first).
     - Down: the surplus reservation is released and the demand stops asking for it; ordered-policy units invoiced
       beyond the new quantity are credited (credit note under `key`, offset against unpaid invoices). A lowered
-      line keeps its agreed unit price.
+      line keeps its agreed unit price unless the rep changes it.
     - Up or new: priced by the pricelist at the new quantity (as edit_quote prices), then the credit check: an
       increase that leaves the customer over the limit is refused (CreditLimitExceeded), nothing written. Then the
       order reserves (reserve_order) and, with `invoice_key`, invoices the ordered-policy increase.
+    - Price (a typed unit price or line discount, also without a quantity change; a removed manual price goes back
+      to the agreed pricelist price): the new price is the line's, for every unit. Units already invoiced at a
+      higher price get the difference in the credit note; a higher price on invoiced units is refused
+      (RepricingRefused: cancel and invoice again), and so is a re-pricing that takes the order into a price rule
+      of the quote approval policy (an amendment is not approved again). A rise is credit-checked like a raise.
     - The version goes up by one, an audit event records it, and the customer and rep get an "amendment" notice.
 
     Idempotent by `key`: a repeat returns the first call's result (kept in its audit event) and changes nothing
@@ -1706,10 +1837,14 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     in_open = _in_open_shipments(session, order)
     open_names = _open_shipments_by_line(session, order)
     old_total = money(order.amount_total)
+    old_concession, old_margin = Decimal(str(order.concession_percent)), Decimal(str(order.margin_percent))
 
     changes: list[str] = []
     lowered: list[tuple[SalesOrderLine, Decimal]] = []  # (line, new quantity)
     raised: list[tuple[SalesOrderLine | None, int, Decimal]] = []  # (line or None for new, wanted index, quantity)
+    # Lines not raised whose price the rep changes: (line, wanted index, (unit price, discount %), typed by hand).
+    repriced: list[tuple[SalesOrderLine, int, tuple[Decimal, Decimal], bool]] = []
+    rep_priced = False  # the rep set a price or discount: the approval policy's price rules are asked
     for i, line in pairs:
         want = wanted[i]
         new = _amended_quantity(want, i)
@@ -1719,21 +1854,48 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
             raised.append((None, i, new))
             continue
         effective = qty(line.quantity) - qty(line.qty_cancelled)
-        if new == effective:
-            if _price_changed(line, want):
-                raise OrderInputError(f"lines[{i}].unit_price", f"line {line.line_no} ({skus[line.product_id]}): "
-                                      "an amendment changes quantities; the agreed price of an unchanged quantity "
-                                      "stays")
+        price_changed = new > 0 and _price_changed(line, want)
+        if new == effective and not price_changed:
             continue
-        _amend_floor(line, skus[line.product_id], f"lines[{i}].quantity", new, in_open.get(line.id, ZERO),
-                     open_names.get(line.id, []))
-        (raised.append((line, i, new)) if new > effective else lowered.append((line, new)))
+        rep_priced |= price_changed
+        if new != effective:
+            _amend_floor(line, skus[line.product_id], f"lines[{i}].quantity", new, in_open.get(line.id, ZERO),
+                         open_names.get(line.id, []))
+        if new > effective:
+            raised.append((line, i, new))  # priced below, at the new quantity
+            continue
+        if price_changed:
+            price = _amended_price(line, want, i)
+            _check_invoiced_price(line, skus[line.product_id], order.status, price, new)
+            repriced.append((line, i, price, want.unit_price is not None))
+        if new < effective:
+            lowered.append((line, new))
     for line in removed:
         _amend_floor(line, skus[line.product_id], "lines", ZERO, in_open.get(line.id, ZERO),
                      open_names.get(line.id, []))
         lowered.append((line, ZERO))
-    if not lowered and not raised:
+    if not lowered and not raised and not repriced:
         raise OrderInputError("lines", "the amendment changes nothing")
+
+    # Re-priced: the new price holds for every unit of the line; `was` keeps the price it replaces on lines with
+    # invoiced units, whose difference the credit note gives back.
+    was: dict[int, tuple[Decimal, Decimal]] = {}
+    credited: dict[int, SalesOrderLine] = {line.id: line for line, _ in lowered}
+    price_notes: dict[int, str] = {}
+    for line, i, price, manual in repriced:
+        before = (money(line.unit_price), Decimal(str(line.discount_percent)))
+        if qty(line.qty_invoiced) > 0 and _net_unit(price) != _net_unit(before):
+            was[line.id], credited[line.id] = before, line
+        line.unit_price, line.discount_percent = price
+        line.manual_price, line.price_rule_id = manual, None if manual else line.price_rule_id
+        a = _stored_amounts(order, line)
+        if a.subtotal > MAX_AMOUNT:
+            raise OrderInputError(f"lines[{i}].unit_price", f"the line amount would exceed {MAX_AMOUNT:,}")
+        line.subtotal, line.tax_amount = a.subtotal, a.tax
+        session.add(line)
+        price_notes[line.id] = _price_note(before, price)
+        if not any(ln is line for ln, _ in lowered):
+            changes.append(f"{skus[line.product_id]} {price_notes[line.id]}")
 
     # Down: give back the surplus reservation, then the line's new quantity and amounts.
     released = ZERO
@@ -1758,6 +1920,7 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
             line.qty_reserved = _held(session, dkey)
         session.add(line)
         changes.append(f"{sku} {format(old.normalize(), 'f')} → {format(new.normalize(), 'f')}"
+                       + (f", {price_notes[line.id]}" if line.id in price_notes else "")
                        if new > 0 else f"{sku} removed")
     session.flush()
 
@@ -1765,20 +1928,36 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     next_no = max((ln.line_no for ln in current), default=0)
     ordered_increase = False
     if raised:
-        priced = _price_lines(session, [replace_quantity(wanted[i], q) for _, i, q in raised],
-                              pricelist_id=order.pricelist_id,
-                              order_discount=Decimal(str(order.order_discount_percent)), today=today)
+        try:
+            priced = _price_lines(session, [replace_quantity(wanted[i], q) for _, i, q in raised],
+                                  pricelist_id=order.pricelist_id,
+                                  order_discount=Decimal(str(order.order_discount_percent)), today=today)
+        except OrderInputError as err:  # it numbers the lines it was given; name the line as the rep sent it
+            k = re.match(r"lines\[(\d+)\]", err.field)
+            if k is None:
+                raise
+            raise OrderInputError(f"lines[{raised[int(k[1])][1]}]{err.field[k.end():]}", err.reason) from None
         for (line, i, new), p in zip(raised, priced):
             promise = None if p.data.drop_ship else _line_promise(session, p.product.id, p.quantity,
                                                                   order.warehouse_id, today)
+            price = (p.unit_price, Decimal(str(p.data.discount_percent)))
             if line is None:
                 next_no += 1
                 line = SalesOrderLine(order_id=order.id, line_no=next_no, product_id=p.product.id,
                                       description=p.product.name[:200], drop_ship=p.data.drop_ship)
                 changes.append(f"+ {format(new.normalize(), 'f')} {p.product.sku}")
+                rep_priced |= p.data.unit_price is not None or price[1] != 0
             else:
                 old = qty(line.quantity) - qty(line.qty_cancelled)
-                changes.append(f"{p.product.sku} {format(old.normalize(), 'f')} → {format(new.normalize(), 'f')}")
+                before = (money(line.unit_price), Decimal(str(line.discount_percent)))
+                # The pricelist at the new quantity may price every unit lower (a quantity break): a credit on
+                # what is invoiced, as for a price the rep typed; a higher price on invoiced units is refused.
+                if qty(line.qty_invoiced) > 0 and _net_unit(price) != _net_unit(before):
+                    _check_invoiced_price(line, p.product.sku, order.status, price, new)
+                    was[line.id], credited[line.id] = before, line
+                note = f", {_price_note(before, price)}" if _net_unit(price) != _net_unit(before) else ""
+                changes.append(f"{p.product.sku} {format(old.normalize(), 'f')} → {format(new.normalize(), 'f')}"
+                               + note)
             line.quantity, line.qty_cancelled = p.quantity, ZERO
             line.list_price, line.unit_price, line.price_rule_id = p.list_price, p.unit_price, p.rule_id
             line.agreed_price, line.manual_price = p.agreed_price, p.data.unit_price is not None
@@ -1807,6 +1986,16 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     session.add(order)
     session.flush()
 
+    concession, margin = Decimal(str(order.concession_percent)), Decimal(str(order.margin_percent))
+    if rep_priced and (concession > old_concession or margin < old_margin):
+        limit = _policy_limit(session, order, today)
+        if limit is not None:
+            raise RepricingRefused(order.status, (
+                f"the new prices take order {number} to {format(concession.normalize(), 'f')} % off the agreed "
+                f"prices (margin {format(margin.normalize(), 'f')} %), and {limit}. Re-approving an amendment is "
+                "not supported: keep the price within the policy, or cancel the order and quote it again for "
+                "approval"))
+
     if money(order.amount_total) > old_total:
         credit = credit_check(session, number)
         if credit.over_limit:
@@ -1815,15 +2004,11 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
                 f"{credit.exposure} would exceed the credit limit {credit.limit}; a payment first, or a smaller "
                 "amendment"))
 
-    # Ordered-policy units invoiced beyond the new quantity: credit them, so what stays invoiced is exactly the
-    # line's new amount.
-    def exact(line: SalesOrderLine, over: Decimal) -> tuple[Decimal, Decimal]:
-        sub, tax = _net_invoiced(session, line.id)
-        return sub - money(line.subtotal), tax - money(line.tax_amount)
-
-    note = _credit_note(session, order, [ln for ln, _ in lowered], today, key=key,
+    # Ordered-policy units invoiced beyond the new quantity, and a price cut on invoiced units: credit them, so
+    # what stays invoiced is exactly the line's units at its new price.
+    note = _credit_note(session, order, list(credited.values()), today, key=key,
                         keep=lambda ln: qty(ln.quantity), memo=f"Credit note for the amendment of {number}",
-                        piece=exact)
+                        piece=lambda ln, over: _credit_rows(session, order, ln, over, was.get(ln.id)))
     reserved = reserve_order(session, number)
     invoice = _invoice_state(None)
     if invoice_key is not None and ordered_increase:
@@ -1833,7 +2018,8 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
                 old_total=str(old_total), released=str(released),
                 credit_note_number=note.number if note is not None else None,
                 credit_note_amount=str(money(note.amount_total)) if note is not None else "0",
-                invoice_key=invoice_key if invoice.invoice_number is not None else None)
+                invoice_key=invoice_key if invoice.invoice_number is not None else None,
+                removed=[ln.line_no for ln, new in lowered if new == 0])  # the order page says who removed it, when
     _audit(session, cmd.actor.username, "order.amended", number, cmd.comment, **data)
     detail = f"Amended (version {order.version}): {summary}. New total {order.amount_total}."
     if note is not None:

@@ -80,7 +80,9 @@ class SalesOrderLine(SQLModel, table=True):
     __tablename__ = "sales_order_line"
     __table_args__ = (
         UniqueConstraint("order_id", "line_no", name="sales_order_line_no_unique"),
-        CheckConstraint("quantity > 0", name="sales_order_line_qty_positive"),
+        # 0 only for a line an amendment removed (it stays: shipments, invoices and its demand key refer to it);
+        # models.orders keeps new lines positive. Migration 0009.
+        CheckConstraint("quantity >= 0", name="sales_order_line_qty_not_negative"),
         CheckConstraint("qty_delivered + qty_cancelled <= quantity", name="sales_order_line_not_overdelivered"),
     )
     id: int | None = Field(default=None, primary_key=True)

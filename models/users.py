@@ -21,6 +21,10 @@ ROLES = (
     "process-designer",
     "admin",
 )
+# A customer's contact person (a user with customer_id): the portal and their own customer's quotes, nothing
+# else. Not one of the staff ROLES above; a contact holds this group and no other.
+CUSTOMER_ROLE = "customer"
+GROUPS = (*ROLES, CUSTOMER_ROLE)
 
 
 class UserGroup(SQLModel, table=True):
@@ -45,7 +49,19 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     active: bool = True
     branch_id: int | None = Field(default=None, foreign_key="branch.id")
+    # Set for a customer contact (see CUSTOMER_ROLE): every read and action is limited to this customer.
+    customer_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+def contact_groups_problem(groups: list[str] | tuple[str, ...], is_contact: bool) -> str | None:
+    """Why these groups do not fit the user (None when they do): a customer contact holds exactly the customer
+    group (no staff role may ride on a login a customer knows), and only a contact holds it."""
+    if is_contact and set(groups) - {CUSTOMER_ROLE}:
+        return f"a customer contact has the role {CUSTOMER_ROLE} and no other"
+    if not is_contact and CUSTOMER_ROLE in groups:
+        return f"the role {CUSTOMER_ROLE} is for customer contacts: give customer_code when creating the user"
+    return None
 
 
 class ApiToken(SQLModel, table=True):

@@ -7,15 +7,15 @@ from datetime import datetime
 from pydantic import field_validator
 from sqlmodel import Field, SQLModel
 
-from models.users import ROLES
+from models.users import GROUPS
 
 
 def _known_roles(groups: list[str] | None) -> list[str] | None:
     if groups is None:
         return None
-    unknown = sorted(set(groups) - set(ROLES))
+    unknown = sorted(set(groups) - set(GROUPS))
     if unknown:
-        raise ValueError(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(ROLES)}")
+        raise ValueError(f"unknown group(s) {', '.join(unknown)}; known: {', '.join(GROUPS)}")
     return sorted(set(groups))
 
 
@@ -34,6 +34,10 @@ class UserCreate(UserBase):
     email: str = Field(min_length=3, max_length=200, schema_extra={"pattern": r"^[^@\s]+@[^@\s]+$"})
     password: str = Field(min_length=10, max_length=200)
     groups: list[str] = Field(default_factory=list)
+    customer_code: str | None = Field(
+        default=None, min_length=1, max_length=20,
+        description="makes the user a contact of this customer: the portal and that customer's quotes only "
+                    "(groups: none or just \"customer\")")
 
     _check_groups = field_validator("groups")(_known_roles)
 
@@ -57,6 +61,7 @@ class UserPublic(UserBase):
     active: bool
     created_at: datetime
     groups: list[str]
+    customer_code: str | None = Field(default=None, description="set for a customer contact")
 
 
 class ApiTokenCreate(SQLModel):

@@ -1,6 +1,7 @@
 """Demo orders for `make run`: a handful of quotes taken through the real processes to the states people work on,
 so every role finds something on their first visit (the rep a draft and a sent quote, the sales manager a discount
-to approve, the credit controller a hold, the warehouse a shipment to pick, finance an invoice to collect).
+to approve, the credit controller a hold, the warehouse a shipment to pick, finance an invoice to collect), and the
+customer those quotes are for gets a portal login, buyer.muster, who finds the sent quote to accept at /portal.
 
 Everything goes through the same paths as the pages: quote rows by models.orders.create_quote, then the
 QuoteToCash workflow and its Updates, with the demo people as actors. Runs once: when any sales order exists, it
@@ -20,12 +21,15 @@ from sqlmodel import Session
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDReusePolicy
 
+from api.routes.users import set_groups
 from models.common import LocationUsage, utcnow
 from models.db import transaction
+from models.demo import DEMO_PASSWORD
 from models.masterdata import Customer, Location, Pricelist, Product, Warehouse
 from models.orders import QuoteDraft, create_quote
 from models.sales import SalesOrder
 from models.stock import Quant
+from models.users import CUSTOMER_ROLE, User, hash_password
 from workflows.contracts import (
     QUOTE_TO_CASH_WORKFLOW,
     Actor,
@@ -41,6 +45,8 @@ from workflows.contracts import (
 
 REP = Actor("sam.sales", ("sales",))
 CUSTOMER_ACCEPTS = Actor("sam.sales", ("sales",))  # the rep records the customer's acceptance
+# The contact person of the customer the demo quotes are for (the sent one waits for them in the portal).
+CONTACT_USERNAME, CONTACT_NAME = "buyer.muster", "Bernd Muster"
 WAREHOUSE = Actor("walter.warehouse", ("warehouse",))
 WAIT_SECONDS = 60
 
@@ -186,8 +192,25 @@ async def _advance(client: Client, task_queue: str, plan: Plan, number: str) -> 
     return (await _until(handle, lambda v: v.status == "delivered", "delivered")).status
 
 
+def ensure_demo_contact(engine: Engine) -> str | None:
+    """The customer portal's demo login: a contact of the customer the demo quotes are for, with the demo password;
+    made once (also in a database whose demo orders came before it). Returns the customer's code when made."""
+    with transaction(engine) as session:
+        if session.scalar(select(User.id).where(User.username == CONTACT_USERNAME)) is not None:
+            return None
+        customer, _ = _customers(session)
+        user = User(username=CONTACT_USERNAME, full_name=CONTACT_NAME, customer_id=customer.id,
+                    email=f"{CONTACT_USERNAME}@customer.example", password_hash=hash_password(DEMO_PASSWORD))
+        session.add(user)
+        session.flush()
+        set_groups(session, user.id, [CUSTOMER_ROLE])
+        return customer.code
+
+
 async def ensure_demo_orders(engine: Engine, client: Client, task_queue: str) -> list[str]:
-    """Create and advance the demo orders once; returns "Q-000001 draft", ... (empty when orders existed)."""
+    """Create and advance the demo orders once; returns "Q-000001 draft", ... (empty when orders existed).
+    The customer's portal login (ensure_demo_contact) is made first, whether the orders are new or not."""
+    await asyncio.to_thread(ensure_demo_contact, engine)
     made = await asyncio.to_thread(write_quotes, engine)
     if made is None:
         return []

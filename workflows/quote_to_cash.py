@@ -698,9 +698,9 @@ class QuoteToCash:
             return None  # everything reserved is already in a shipment
         if state.drop_ship:
             self._drop_ship_started = True
-            # Procure-to-pay does not exist yet: this is where the drop-ship purchase order to the supplier would
-            # be created (delivery address: the customer's). Until it does, purchasing orders by hand, and the
-            # warehouse records the supplier's delivery on this shipment; it moves no stock of ours.
+            # create_shipment ordered these lines from their supplier in the same transaction (a confirmed purchase
+            # order delivered to the customer, models/purchasing.py); the warehouse records the supplier's delivery
+            # on this shipment, which values it supplier -> customer and moves none of our stock.
         handle = await workflow.start_child_workflow(
             ShipmentWorkflow.run, ShipmentInput(state), id=shipment_id(self._number, seq),
             search_attributes=self._child_attributes(shipment_attributes(state.status)),

@@ -1,6 +1,8 @@
 """User management, for admins: list and create users with their groups, change details, set groups, deactivate.
 
-Groups are the roles in models.users.ROLES; a group row is created the first time someone is put in it.
+Groups are the roles in models.users.ROLES, plus "customer" for a customer's contact (created with customer_code,
+which links the user to that customer for good and allows no other group); a group row is created the first time
+someone is put in it.
 Passwords are hashed with Argon2 (pwdlib) and never returned.
 """
 
@@ -17,15 +19,16 @@ from api.routes.common import (
     check_refs,
     contains,
     get_or_404,
+    invalid,
     page,
     page_of,
     record_update,
     sort_literal,
 )
 from api.audit import audit
-from models.masterdata import Branch
+from models.masterdata import Branch, Customer
 from models.masterdata_api import Page
-from models.users import Group, User, UserGroup, hash_password
+from models.users import CUSTOMER_ROLE, Group, User, UserGroup, contact_groups_problem, hash_password
 from models.users_api import UserCreate, UserGroupsUpdate, UserPublic, UserUpdate
 
 router = APIRouter(tags=["users"], dependencies=[CsrfProtected])
@@ -76,15 +79,38 @@ def read_user(user_id: int, session: SessionDep, _: AdminUser):
     return user_public(session, get_or_404(session, User, user_id, "user"))
 
 
+def _contact_customer(session: Session, code: str | None) -> Customer | None:
+    """The customer a new user is the contact of (None for staff); 422 naming customer_code when unknown."""
+    if code is None:
+        return None
+    customer = session.scalar(select(Customer).where(Customer.code == code.strip()))
+    if customer is None:
+        raise invalid("customer_code", f"no customer with code {code.strip()!r}", value=code)
+    return customer
+
+
+def _check_groups_fit(groups: list[str], is_contact: bool) -> None:
+    if (problem := contact_groups_problem(groups, is_contact)) is not None:
+        raise invalid("groups", problem, value=groups)
+
+
 @router.post("/users", response_model=UserPublic, status_code=status.HTTP_201_CREATED)
 def create_user(body: UserCreate, session: SessionDep, admin: AdminUser):
+    """Create a staff user with their groups, or (with customer_code) a customer's contact, whose one group is
+    "customer": they see that customer's quotes and orders and nothing else."""
     check_refs(session, {"branch_id": (Branch, body.branch_id)})
-    row = User(**body.model_dump(exclude={"password", "groups"}), password_hash=hash_password(body.password))
+    customer = _contact_customer(session, body.customer_code)
+    _check_groups_fit(body.groups, customer is not None)
+    groups = [CUSTOMER_ROLE] if customer is not None else body.groups
+    row = User(**body.model_dump(exclude={"password", "groups", "customer_code"}),
+               customer_id=customer.id if customer is not None else None,
+               password_hash=hash_password(body.password))
     session.add(row)
     session.flush()
-    set_groups(session, row.id, body.groups)
+    set_groups(session, row.id, groups)
     audit(session, actor=admin.username, action="create", entity_kind="user", entity_id=row.id,
-          data={"username": row.username, "groups": body.groups})
+          data={"username": row.username, "groups": groups,
+                **({"customer_code": customer.code} if customer is not None else {})})
     session.commit()
     return user_public(session, row)
 
@@ -118,6 +144,7 @@ def update_user(user_id: int, body: UserUpdate, session: SessionDep, admin: Admi
 def update_user_groups(user_id: int, body: UserGroupsUpdate, session: SessionDep, admin: AdminUser):
     row = get_or_404(session, User, user_id, "user")
     before = sorted(user_roles(session, row.id))
+    _check_groups_fit(body.groups, row.customer_id is not None)
     if row.id == admin.id and "admin" not in body.groups:
         raise HTTPException(status_code=409, detail="you cannot remove your own admin role")
     set_groups(session, row.id, body.groups)

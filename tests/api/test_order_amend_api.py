@@ -89,3 +89,49 @@ async def test_amend_from_the_order_page(live):
 
     clerk = await live.browser("walter.warehouse")
     assert 'data-action="amend"' not in (await clerk.get(f"/orders/{number}")).text
+
+
+async def test_amend_prices_through_the_api(live):
+    sam = live.api("sam.sales")
+    created = await sam.post("/api/v1/quotes", json={"customer_code": CUSTOMER, "lines": [
+        {"sku": LAMP, "quantity": "25"}, {"sku": CABLE, "quantity": "10"}]})
+    number = created.json()["number"]
+    assert (await sam.post(f"/api/v1/quotes/{number}/submit")).status_code == 200
+    await eventually(lambda: order_row(live.engine, number).status == "sent", "quote sent")
+    assert (await sam.post(f"/api/v1/quotes/{number}/accept")).json()["status"] == "confirmed"
+    # The lamps are invoiced at confirmation (ordered policy): 25 × 45.00 + 19 % = 1,338.75.
+    await eventually(lambda: order_row(live.engine, number).amount_invoiced == D("1338.75"), "lamps invoiced")
+
+    def body(lamp_price: str | None = None, cable_price: str | None = None) -> dict:
+        return {"lines": [{"sku": LAMP, "quantity": "25", "unit_price": lamp_price},
+                          {"sku": CABLE, "quantity": "10", "unit_price": cable_price}]}
+
+    # A price that is not money is a 422 naming the field, before the process is asked.
+    for bad in ("-1", "8.999", "cheap"):
+        refused = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(cable_price=bad))
+        assert refused.status_code == 422, refused.text
+        assert [e["loc"] for e in refused.json()["detail"]] == [["body", "lines", 1, "unit_price"]]
+    # Dearer lamps, already invoiced: 409, cancel and invoice again instead.
+    dearer = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(lamp_price="50.00"))
+    assert dearer.status_code == 409 and dearer.headers[quotes.REFUSAL_HEADER] == "OrderStateInvalid", dearer.text
+    assert "cancel the order and invoice it again at 50.00" in dearer.text
+    # 40.00 a lamp: 1,090.00 for 1,215.00 agreed is 10.288 % off, past the policy's 10 %.
+    cheap = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(lamp_price="40.00"))
+    assert cheap.status_code == 409 and cheap.headers[quotes.REFUSAL_HEADER] == "OrderStateInvalid", cheap.text
+    assert "10.288 % off the agreed prices" in cheap.text and "discount % > 10" in cheap.text
+    assert order_row(live.engine, number).version == 1
+
+    # 42.00 a lamp (6.173 % off): the 25 invoiced get 3.00 each back, 75.00 + 14.25 VAT.
+    done = await sam.post(f"/api/v1/quotes/{number}/amend", json={**body(lamp_price="42.00"), "expected_version": 1})
+    assert done.status_code == 200, done.text
+    out = done.json()
+    # 25 × 42.00 + 10 × 9.00 = 1,140.00; VAT 199.50 + 17.10.
+    assert (out["version"], D(out["amount_total"])) == (2, D("1356.60"))
+    assert [(ln["sku"], D(ln["unit_price"]), ln["manual_price"], ln["removed"]) for ln in out["lines"]] == [
+        (LAMP, D("42.00"), True, False), (CABLE, D("9.00"), False, False)]
+    notes = [i for i in out["invoices"] if i["kind"] == "credit_note"]
+    assert [D(i["amount_total"]) for i in notes] == [D("89.25")]
+    events = [e for e in out["timeline"] if e["what"] == "order amended (version 2)"]
+    assert events[0]["detail"].startswith(f"{LAMP} price 45.00 → 42.00; total 1356.60; credit note CRN-")
+    row = order_row(live.engine, number)
+    assert (row.amount_total, row.amount_invoiced) == (D("1356.60"), D("1249.50"))  # the lamps at 42.00 + VAT

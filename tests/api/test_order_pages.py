@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal as D
 
 from sqlalchemy import func, select
 from sqlmodel import Session
 
+from models import orders
 from models.sales import SalesOrder, Shipment
 from tests.api.test_quotes_api import eventually, live, offline, order_row, quote_rows  # noqa: F401 (fixtures)
 from tests.sales_world import CABLE, CASH_CUSTOMER, CUSTOMER, LAMP, SCARCE
+from workflows.contracts import Actor, AmendOrderCommand, QuoteLineInput
 
 TODAY = date.today()
 
@@ -159,3 +162,39 @@ async def test_a_quote_through_the_forms(live):
     assert f"Picked: {shp}." in (await walter.get(picked.headers["location"])).text
     with Session(live.engine) as s:
         assert s.scalar(select(Shipment.status).where(Shipment.number == shp)) == "picked"
+
+
+async def test_a_removed_line_is_struck_out_and_left_out_of_totals_and_the_document(offline):
+    (number,) = quote_rows(offline.engine, ("sam.sales", CUSTOMER, [(CABLE, "10"), (SCARCE, "1")], None, "confirmed"))
+    # The rep drops the SCARCE line (the data layer's amendment, as the workflow's activity runs it).
+    with Session(offline.engine) as s, s.begin():
+        orders.amend_order(s, number, AmendOrderCommand(Actor("sam.sales", ("sales",)),
+                                                        (QuoteLineInput(CABLE, D("10")),), comment="not needed"),
+                           key=f"{number}/amend/1", today=TODAY)
+    on = datetime.now(UTC).date().isoformat()  # the audit event's day
+
+    maria = await offline.browser("maria.manager")
+    page = await maria.get(f"/orders/{number}")
+    assert page.status_code == 200
+    removed = re.search(rf'<tr data-sku="{SCARCE}" data-removed="true".*?</tr>', page.text, re.S)
+    assert removed is not None, page.text
+    assert f"<s>{SCARCE}</s>" in removed[0]
+    assert re.search(rf'data-testid="removed-note">Removed on {on} by sam.sales<', removed[0])
+    assert "89.99" not in removed[0]  # no price, amount or quantities for a line that is gone
+    kept = re.search(rf'<tr data-sku="{CABLE}">.*?</tr>', page.text, re.S)
+    assert kept is not None and "90.00" in kept[0]
+    # The totals are the cables' alone: 90.00 + 17.10 VAT.
+    assert 'data-testid="total">107.10<' in page.text and "1 line (and 1 removed)" in page.text
+
+    document = await maria.get(f"/orders/{number}/document")
+    assert SCARCE not in document.text and CABLE in document.text
+    assert 'data-testid="document-total">107.10<' in document.text
+
+    # The API keeps the line (its number stays taken) and says it is removed, by whom and when.
+    detail = (await offline.api("maria.manager").get(f"/api/v1/quotes/{number}")).json()
+    assert [(ln["sku"], ln["removed"], ln["removed_by"], ln["removed_on"], D(ln["quantity"]))
+            for ln in detail["lines"]] == [(CABLE, False, None, None, D("10")), (SCARCE, True, "sam.sales", on, D("0"))]
+
+    # The amend form does not offer the removed line again.
+    form = await (await offline.browser("sam.sales")).get(f"/orders/{number}/amend")
+    assert 'name="lines-0-sku" value="CAB-100"' in form.text and SCARCE not in form.text

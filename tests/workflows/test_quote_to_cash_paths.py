@@ -138,8 +138,8 @@ async def test_drop_ship_line_gets_its_own_shipment_without_stock_moves(temporal
     with Session(engine) as s:
         drop_row = s.scalars(select(Shipment).where(Shipment.number == f"SHP-{quote}-2")).one()
         assert s.scalars(select(ShipmentLine.move_id).where(ShipmentLine.shipment_id == drop_row.id)).all() == [None]
-        # No stock of ours moved for it, and no cost of goods yet: that comes with the supplier's bill
-        # (procure-to-pay), which does not exist yet.
+        # This world knows no supplier of DROP-400, so no purchase order could be placed (the order says so in
+        # its audit) and nothing values the delivery: no stock move, no cost of goods.
         assert s.scalars(select(StockMove.key).where(StockMove.key.startswith(f"SHP-{quote}-2/"))).all() == []
         assert s.scalars(select(CustomerInvoiceLine.cost_amount)
                          .where(CustomerInvoiceLine.order_line_id == drop.id)).all() == [D("0.00")]
