@@ -43,6 +43,9 @@ class ContactLineOut(BaseModel):
     qty_delivered: Decimal
     qty_invoiced: Decimal
     qty_cancelled: Decimal
+    removed: bool = Field(False, description="taken off the order by an amendment (kept at quantity 0, because "
+                                             "deliveries and invoices refer to it); not part of the totals")
+    removed_on: date | None = None
 
 
 class ContactShipmentLineOut(BaseModel):
@@ -149,7 +152,8 @@ def contact_quote_of(d: views.OrderDetail) -> ContactQuoteOut:
                               discount_percent=r.line.discount_percent, subtotal=r.line.subtotal,
                               tax_rate=r.line.tax_rate, tax_amount=r.line.tax_amount, drop_ship=r.line.drop_ship,
                               promised_date=r.line.promised_date, qty_delivered=r.line.qty_delivered,
-                              qty_invoiced=r.line.qty_invoiced, qty_cancelled=r.line.qty_cancelled)
+                              qty_invoiced=r.line.qty_invoiced, qty_cancelled=r.line.qty_cancelled,
+                              removed=r.removed, removed_on=r.removed_on)  # who removed it is the company's own
                for r in d.lines],
         shipments=[ContactShipmentOut(number=s.shipment.number, status=s.shipment.status,
                                       promised_date=s.shipment.promised_date, tracking_ref=s.shipment.tracking_ref,

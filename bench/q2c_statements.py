@@ -63,7 +63,7 @@ class Counter:
 def one_order(acts: SalesActivities, engine, counter: Counter, lines, stats, trace: bool = False) -> None:
     env = ActivityEnvironment()
     driver = OrderDriver(None, "", engine, "C-1000")  # only its database half: the quote row and the payments
-    number = driver._create_quote(lines)
+    number, _attributes = driver._create_quote(lines)
 
     def run(name: str, fn, arg):
         before, t0 = counter.n, time.perf_counter()

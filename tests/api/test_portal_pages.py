@@ -10,17 +10,19 @@ Fixtures and helpers are tests/api/test_quotes_api.py's and tests/api/test_porta
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal as D
 
 from sqlalchemy import select
 from sqlmodel import Session
 
+from models import orders
 from models.masterdata import Customer
 from models.sales import CustomerInvoice, SalesOrder
 from tests.api.test_portal_api import CONTACT_PASSWORD, make_contact
 from tests.api.test_quotes_api import eventually, live, offline, order_row, quote_rows  # noqa: F401 (fixtures)
-from tests.sales_world import CABLE, CASH_CUSTOMER, CUSTOMER, LAMP
+from tests.sales_world import CABLE, CASH_CUSTOMER, CUSTOMER, LAMP, SCARCE
+from workflows.contracts import Actor, AmendOrderCommand, QuoteLineInput
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 TODAY = date.today()
@@ -126,6 +128,35 @@ async def test_the_portal_shows_the_contacts_own_orders_and_refuses_the_rest(off
     anonymous = offline._client()
     away = await anonymous.get("/portal")
     assert away.status_code == 303 and away.headers["location"].startswith("/login?next=")
+
+
+async def test_a_contact_sees_a_removed_line_struck_out_and_out_of_the_totals(offline):
+    (number,) = quote_rows(offline.engine, ("sam.sales", CUSTOMER, [(CABLE, "10"), (SCARCE, "1")], None, "confirmed"))
+    # The rep drops the SCARCE line (the data layer's amendment, as the workflow's activity runs it).
+    with Session(offline.engine) as s, s.begin():
+        orders.amend_order(s, number, AmendOrderCommand(Actor("sam.sales", ("sales",)),
+                                                        (QuoteLineInput(CABLE, D("10")),), comment="not needed"),
+                           key=f"{number}/amend/1", today=TODAY)
+    on = datetime.now(UTC).date().isoformat()  # the audit event's day
+    await make_contact(offline, "bea.buyer", CUSTOMER)
+
+    # The JSON keeps the line (its number stays taken), says it is removed and when, but not by whom.
+    detail = (await offline.api("bea.buyer").get(f"/api/v1/quotes/{number}")).json()
+    assert [(ln["line_no"], ln["sku"], ln["removed"], ln["removed_on"], D(ln["quantity"]), D(ln["subtotal"]))
+            for ln in detail["lines"]] == [(1, CABLE, False, None, D("10"), D("90.00")),
+                                           (2, SCARCE, True, on, D("0"), D("0.00"))]
+    assert "removed_by" not in detail["lines"][1]
+    # The totals are the cables' alone: 10 × 9.00 = 90.00 + 17.10 VAT.
+    assert (D(detail["amount_untaxed"]), D(detail["amount_total"])) == (D("90.00"), D("107.10"))
+
+    bea = await contact_browser(offline, "bea.buyer")
+    page = await bea.get(f"/portal/quotes/{number}")
+    assert page.status_code == 200 and 'data-testid="document-total">107.10<' in page.text
+    removed = re.findall(r'<tr data-sku="([^"]+)" data-removed="true".*?</tr>', page.text, re.S)
+    assert removed == [SCARCE], page.text
+    row = re.search(rf'<tr data-sku="{SCARCE}" data-removed="true".*?</tr>', page.text, re.S)[0]
+    assert f"<s>{SCARCE}</s>" in row and f'data-testid="removed-note">Removed on {on}<' in row
+    assert "89.99" not in page.text and "sam.sales" not in row  # no price for a line that is gone, no staff name
 
 
 async def test_a_contact_accepts_and_declines_through_the_forms(live):

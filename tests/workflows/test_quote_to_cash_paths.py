@@ -17,6 +17,7 @@ from models.inventory import MoveRequest, post_move
 from models.ledger import JournalLine
 from models.sales import CustomerInvoiceLine, Shipment, ShipmentLine
 from models.stock import ReservationDemand, StockMove
+from tests.data.test_purchasing import add_supplier, purchase_orders
 from tests.sales_world import CABLE, DROP, LAMP, SCARCE
 from tests.workflows.histories import keep_history
 from tests.workflows.test_quote_to_cash import (  # noqa: F401  (world is a fixture)
@@ -158,6 +159,55 @@ async def test_drop_ship_line_gets_its_own_shipment_without_stock_moves(temporal
     cable, drop = lines(engine, quote)[1], lines(engine, quote)[2]
     assert (drop.qty_delivered, drop.qty_invoiced) == (D("2"), D("2"))
     assert (cable.qty_delivered, cable.qty_invoiced) == (D("10"), D("10"))
+    assert on_hand(engine, world, CABLE) == (D("90"), D("0")) and held(engine, quote) == 0
+    assert [i.status for i in invoices(engine, quote)] == ["paid", "paid"]
+    assert receivable(engine, world.customer_id) == 0
+    assert_ledger_balances(engine)
+
+
+async def test_drop_ship_line_with_a_supplier_is_ordered_received_and_costed(temporal_env, worker, people_engine,
+                                                                             world):
+    engine, client = people_engine, temporal_env.client
+    # As above, but a supplier sells DROP-400 at 140.00: the drop-ship shipment orders it from them.
+    supplier = add_supplier(engine, "S-ELX", offers=((world.product_id(DROP), "140.00", "1", 5),))
+    handle = await start(temporal_env, worker, engine, world.customer_code,
+                         [(CABLE, "10", {}), (DROP, "2", {"drop_ship": True})])
+    quote = number(handle)
+    await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP))
+    await status(handle, "sent")
+    assert await handle.execute_update(QuoteToCash.accept, QuoteCommand(CUSTOMER_ACTOR)) == "confirmed"
+
+    cable, drop = lines(engine, quote)[1], lines(engine, quote)[2]
+    assert shipments(engine, quote) == [(1, "pending", False, {cable.id: D("10")}),
+                                        (2, "pending", True, {drop.id: D("2")})]
+    # One confirmed purchase order, delivered straight to the customer, for the drop-ship line at the offer price.
+    [(po, [po_line])] = [(po, po_lines) for po, po_lines in purchase_orders(engine) if po.origin == quote]
+    assert (po.supplier_id, po.state, po.dest_customer_id, po.dest_warehouse_id) == (
+        supplier, "confirmed", world.customer_id, None)
+    assert (po_line.product_id, po_line.quantity, po_line.unit_cost, po_line.qty_received,
+            po_line.sales_order_line_id) == (world.product_id(DROP), D("2"), D("140.0000"), D("0"), drop.id)
+
+    await ship(client, handle, 2)  # the supplier's delivery, recorded on the drop-ship shipment
+    await until(handle, lambda v: [e.what for e in v.timeline].count("invoiced") == 1, "drop-ship invoice")
+    await ship(client, handle, 1)
+    await status(handle, "delivered")
+    # Drop-ship: 2 × 200.00 + 19 % VAT; then the cables: 10 × 9.00 + 19 %.
+    assert [(i.amount_untaxed, i.amount_total) for i in invoices(engine, quote)] == [
+        (D("400.00"), D("476.00")), (D("90.00"), D("107.10"))]
+
+    await pay(engine, client, reference="BANK-0410", customer=world.customer_code, amount="583.10")
+    view = await handle.result()
+
+    assert view.status == "done"
+    [(po, [po_line])] = [(po, po_lines) for po, po_lines in purchase_orders(engine) if po.origin == quote]
+    assert (po.state, po.received_at is not None, po_line.qty_received) == ("received", True, D("2"))
+    with Session(engine) as s:
+        # The supplier's delivery is valued at the purchase price and that cost reaches the drop-ship invoice line.
+        assert s.scalars(select(CustomerInvoiceLine.cost_amount)
+                         .where(CustomerInvoiceLine.order_line_id == drop.id)).all() == [D("280.00")]
+        assert s.scalars(select(CustomerInvoiceLine.cost_amount)
+                         .where(CustomerInvoiceLine.order_line_id == cable.id)).all() == [D("60.00")]
+    assert on_hand(engine, world, DROP) == (D("0"), D("0"))  # none of it passed through our stock
     assert on_hand(engine, world, CABLE) == (D("90"), D("0")) and held(engine, quote) == 0
     assert [i.status for i in invoices(engine, quote)] == ["paid", "paid"]
     assert receivable(engine, world.customer_id) == 0
