@@ -66,6 +66,11 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
+        if connection.get_execution_options().get(READ_ONLY):
+            # WAL: a reader sees its snapshot without the write lock, and neither waits for the writer nor makes it
+            # wait. (A write in it would have to upgrade its lock mid-transaction: don't.)
+            connection.connection.dbapi_connection.execute("BEGIN")
+            return
         deadline = time.monotonic() + SQLITE_LOCK_WAIT_SECONDS
         if not lock.acquire(timeout=SQLITE_LOCK_WAIT_SECONDS):
             raise sqlite3.OperationalError("database is locked (by another transaction of this process)")
@@ -114,6 +119,7 @@ def _tune_sqlite(engine: Engine) -> None:
 
 
 _HOLDS_LOCK = "tradeflow_sqlite_lock"
+READ_ONLY = "tradeflow_read_only"
 
 
 def _release(info: dict) -> None:
@@ -125,6 +131,15 @@ def _release(info: dict) -> None:
 def is_postgres(session_or_engine) -> bool:
     bind = session_or_engine.get_bind() if isinstance(session_or_engine, Session) else session_or_engine
     return bind.dialect.name == "postgresql"
+
+
+@contextmanager
+def read_only_session(engine: Engine) -> Iterator[Session]:
+    """A session that only reads. On SQLite its transaction begins DEFERRED instead of IMMEDIATE: it neither waits
+    for the write lock nor holds it (a page or a poller reading while workflows write). It must not write."""
+    with Session(engine, expire_on_commit=False) as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
 
 
 @contextmanager

@@ -52,6 +52,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.sales import ORDER_STATE_INVALID, STALE_VERSION
 from models.common import utcnow
+from models.db import read_only_session
 from models.demo_policies import credit_hold_policy
 from models.inventory import MoveRequest, post_move
 from models.masterdata import Customer
@@ -338,7 +339,8 @@ class OrderDriver:
             await asyncio.sleep(self.poll)
 
     def _row_status(self, number: str) -> str:
-        with Session(self.engine) as s:
+        # A reader, as the rep's page is: it must not queue for (or hold up) the workers' writes.
+        with read_only_session(self.engine) as s:
             return s.scalar(select(SalesOrder.status).where(SalesOrder.number == number))
 
     async def row_until(self, number: str, statuses: set[str], what: str) -> str:
