@@ -55,6 +55,10 @@ with workflow.unsafe.imports_passed_through():
         approval_attributes,
     )
 
+# workflow.patched id: a cancellation that arrives while a task's row is being written closes that task too (before,
+# the row could stay "ready" in the inbox of a chain that had ended).
+CLOSE_TASK_BEING_OPENED_PATCH = "close-task-being-opened"
+
 DB_ACTIVITY = {
     "start_to_close_timeout": timedelta(seconds=30),
     "retry_policy": RetryPolicy(maximum_interval=timedelta(seconds=10)),
@@ -271,7 +275,16 @@ class ApprovalChainWorkflow:
         if resolved.substitutes:
             why += f"; substitutes for people away: {', '.join(resolved.substitutes)}"
         self._opening.add(key)
-        await self._save(task, "created", "system", reason=why)
+        try:
+            await self._save(task, "created", "system", reason=why)
+        except asyncio.CancelledError:
+            # The process was cancelled while the row was being written: the row may well exist (people may see
+            # it), so the clean-up must know the task to close it; closing writes it closed whatever the first
+            # write did (save_task keeps the higher version).
+            if workflow.patched(CLOSE_TASK_BEING_OPENED_PATCH):
+                self._tasks[key] = task
+                self._opening.discard(key)
+            raise
         # Known to updates and queries only once its inbox row exists: nobody can act on a task they cannot see.
         self._tasks[key] = task
         self._opening.discard(key)
