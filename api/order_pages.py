@@ -301,26 +301,67 @@ def _plain(value: Decimal | None) -> str:
     """A Decimal as a person types it: 12.500 -> "12.5", 300.000 -> "300"."""
     if value is None:
         return ""
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
+
+
+# Editing a quote and amending an order share the form and these steps; `what` names the work for refusals.
+
+
+def _not_found_order(request: Request, session: Session, number: str):
+    return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
+
+
+def _open_for_change(request: Request, session: Session, viewer: views.OrderViewer, number: str, what: str,
+                     statuses, closed: str):
+    """(the order's detail, None) when the viewer may `what` it in its status, else (None, the page to answer)."""
+    detail = views.order_detail(session, viewer, number)
+    if detail is None:
+        return None, _not_found_order(request, session, number)
+    if not viewer.sells:
+        return None, _forbidden(request, session, f"{what} (sales reps and sales managers do)")
+    if detail.order.status not in statuses:
+        flash(request, closed.format(number=number, status=humanize(detail.order.status).lower()), "warning")
+        session.commit()
+        return None, _redirect(f"/orders/{number}")
+    return detail, None
+
+
+def _refusal_page(request: Request, session: Session, viewer: views.OrderViewer, number: str, refusal: Refusal,
+                  what: str):
+    """The page for a refusal that is not about the form (no such order, not allowed), else None."""
+    if refusal.status_code == status.HTTP_404_NOT_FOUND:
+        return _not_found_order(request, session, number)
+    if refusal.status_code == status.HTTP_403_FORBIDDEN and not viewer.sells:
+        return _forbidden(request, session, f"{what} (sales reps and sales managers do)")
+    return None
+
+
+def _change_context(request: Request, viewer: views.OrderViewer, session: Session, form: QuoteForm,
+                    detail: views.OrderDetail, mode: str) -> dict[str, Any]:
+    context = _form_context(request, viewer, session, form, mode=mode, order=detail.order)
+    context["customer"] = detail.customer
+    return context
+
+
+async def _form_again(request: Request, session: Session, viewer: views.OrderViewer, number: str, form: QuoteForm,
+                      mode: str, code: int):
+    """The form once more, with what was posted and why it was not taken."""
+    detail = await run_in_threadpool(views.order_detail, session, viewer, number)
+    if detail is None:
+        return _not_found_order(request, session, number)
+    return _render(request, session, "orders/form.html", _change_context(request, viewer, session, form, detail,
+                                                                         mode), code=code)
 
 
 @router.get("/orders/{number}/edit", response_class=HTMLResponse, name="order_edit")
 def order_edit(number: str, request: Request, session: SessionDep, user: PageUser):
     viewer = _viewer(request, user)
-    detail = views.order_detail(session, viewer, number)
-    if detail is None:
-        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
-    if not viewer.sells:
-        return _forbidden(request, session, "edit quotes (sales reps and sales managers do)")
-    if detail.order.status not in EDITABLE:
-        flash(request, f"Quote {number} is {humanize(detail.order.status).lower()}: it can no longer be edited.",
-              "warning")
-        session.commit()
-        return _redirect(f"/orders/{number}")
-    context = _form_context(request, viewer, session, _edit_form(detail), mode="edit", order=detail.order)
-    context["customer"] = detail.customer
-    return _render(request, session, "orders/form.html", context)
+    detail, refused = _open_for_change(request, session, viewer, number, "edit quotes", EDITABLE,
+                                       "Quote {number} is {status}: it can no longer be edited.")
+    if refused is not None:
+        return refused
+    return _render(request, session, "orders/form.html",
+                   _change_context(request, viewer, session, _edit_form(detail), detail, "edit"))
 
 
 @router.post("/orders/{number}/edit", dependencies=[CsrfProtected], name="order_update")
@@ -348,22 +389,15 @@ async def order_update(number: str, request: Request, session: SessionDep, user:
         code = status.HTTP_422_UNPROCESSABLE_CONTENT
         form.message = "The quote was not changed: please correct the fields marked below."
     except Refusal as refusal:
-        if refusal.status_code == status.HTTP_404_NOT_FOUND:
-            return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
-        if refusal.status_code == status.HTTP_403_FORBIDDEN and not viewer.sells:
-            return _forbidden(request, session, "edit quotes (sales reps and sales managers do)")
+        if (page := _refusal_page(request, session, viewer, number, refusal, "edit quotes")) is not None:
+            return page
         form.message = f"The quote was not changed: {refusal.message}"
         code = refusal.status_code
     else:
         extra = " and sent back to the approvers" if result.resubmitted else ""
         flash(request, f"Quote {number} saved (version {result.state.version}){extra}.", "success")
         return _redirect(f"/orders/{number}")
-    detail = await run_in_threadpool(views.order_detail, session, viewer, number)
-    if detail is None:
-        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
-    context = _form_context(request, viewer, session, form, mode="edit", order=detail.order)
-    context["customer"] = detail.customer
-    return _render(request, session, "orders/form.html", context, code=code)
+    return await _form_again(request, session, viewer, number, form, "edit", code)
 
 
 # ------------------------------------------------------------------------------------------- amend an order
@@ -382,28 +416,15 @@ def _amend_form(detail: views.OrderDetail) -> QuoteForm:
     return form
 
 
-def _amend_context(request: Request, viewer: views.OrderViewer, session: Session, form: QuoteForm,
-                   detail: views.OrderDetail) -> dict[str, Any]:
-    context = _form_context(request, viewer, session, form, mode="amend", order=detail.order)
-    context["customer"] = detail.customer
-    return context
-
-
 @router.get("/orders/{number}/amend", response_class=HTMLResponse, name="order_amend")
 def order_amend(number: str, request: Request, session: SessionDep, user: PageUser):
     viewer = _viewer(request, user)
-    detail = views.order_detail(session, viewer, number)
-    if detail is None:
-        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
-    if not viewer.sells:
-        return _forbidden(request, session, "amend orders (sales reps and sales managers do)")
-    if detail.order.status not in AMENDABLE:
-        flash(request, f"Order {number} is {humanize(detail.order.status).lower()}: only a confirmed order can be "
-                       "amended.", "warning")
-        session.commit()
-        return _redirect(f"/orders/{number}")
+    detail, refused = _open_for_change(request, session, viewer, number, "amend orders", AMENDABLE,
+                                       "Order {number} is {status}: only a confirmed order can be amended.")
+    if refused is not None:
+        return refused
     return _render(request, session, "orders/form.html",
-                   _amend_context(request, viewer, session, _amend_form(detail), detail))
+                   _change_context(request, viewer, session, _amend_form(detail), detail, "amend"))
 
 
 @router.post("/orders/{number}/amend", dependencies=[CsrfProtected], name="order_amend_save")
@@ -425,20 +446,14 @@ async def order_amend_save(number: str, request: Request, session: SessionDep, u
     except service.FieldProblems as problems:
         form.errors, form.message, code = problems.as_dict(), problem, status.HTTP_422_UNPROCESSABLE_CONTENT
     except Refusal as refusal:
-        if refusal.status_code == status.HTTP_404_NOT_FOUND:
-            return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
-        if refusal.status_code == status.HTTP_403_FORBIDDEN and not viewer.sells:
-            return _forbidden(request, session, "amend orders (sales reps and sales managers do)")
+        if (page := _refusal_page(request, session, viewer, number, refusal, "amend orders")) is not None:
+            return page
         form.message = f"The order was not amended: {refusal.message}"
         code = refusal.status_code
     else:
         flash(request, f"Order {number} amended (version {state.version}): total {state.amount_total}.", "success")
         return _redirect(f"/orders/{number}")
-    detail = await run_in_threadpool(views.order_detail, session, viewer, number)
-    if detail is None:
-        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
-    return _render(request, session, "orders/form.html", _amend_context(request, viewer, session, form, detail),
-                   code=code)
+    return await _form_again(request, session, viewer, number, form, "amend", code)
 
 
 # ------------------------------------------------------------------------------------------- the order page
@@ -482,7 +497,7 @@ async def order_page(number: str, request: Request, session: SessionDep, user: P
 
     detail = await run_in_threadpool(read)
     if detail is None:
-        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
+        return _not_found_order(request, session, number)
     view, note = await service.order_view(_client_source(request, settings), detail.order.workflow_id)
     now = datetime.now(UTC)
     context = {
@@ -505,7 +520,7 @@ def order_document(number: str, request: Request, session: SessionDep, user: Pag
     viewer = _viewer(request, user)
     detail = views.order_detail(session, viewer, number)
     if detail is None:
-        return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
+        return _not_found_order(request, session, number)
     is_order = detail.order.status in ORDER_DOCUMENT_STATUSES
     context = {"title": f"{'Order confirmation' if is_order else 'Quotation'} {detail.order.number}", "d": detail,
                "o": detail.order, "is_order": is_order, "today": datetime.now(UTC).date()}
@@ -535,7 +550,7 @@ async def order_action(number: str, action: str, request: Request, session: Sess
             expected_version=int(version) if version.isdigit() else None, choice=choice or None)
     except Refusal as refusal:
         if refusal.status_code == status.HTTP_404_NOT_FOUND:
-            return _not_found(request, session, "quote", number, "/orders", "Back to the orders", "orders")
+            return _not_found_order(request, session, number)
         flash(request, f"{failed}: {number}: {refusal.message}", "error")
         return _redirect(page)
     flash(request, f"{done}: {number} is now {humanize(new_status).lower()}.", "success")

@@ -698,14 +698,17 @@ def _duplicate(err: Exception, code: str, ref: str | None, existing: str | None)
                    f"customer {code} already sent the reference {ref!r}")
 
 
-def _write_quote(session: Session, viewer: views.OrderViewer, body: QuoteCreateIn, today: date) -> str:
+def _write_quote(session: Session, viewer: views.OrderViewer, body: QuoteCreateIn,
+                 today: date) -> tuple[str, tuple[Decimal, str, str]]:
+    """The new quote's number and its identity (orders.quote_identity), read in the same transaction."""
     code = body.customer_code.strip()
     ref = (body.customer_ref or "").strip() or None
     try:
         order = orders.create_quote(session, _draft(body), rep=viewer.username, today=today)
         number = order.number
+        identity = orders.quote_identity(session, number)
         session.commit()
-        return number
+        return number, identity
     except orders.OrderInputError as err:
         session.rollback()
         raise FieldProblems([(err.field, err.reason)]) from None
@@ -738,8 +741,8 @@ async def create_quote(session: Session, client_source: ClientSource, settings, 
                        body: QuoteCreateIn, today: date | None = None) -> str:
     """Write the quote, then start its QuoteToCash workflow; the quote number. Raises Refusal or FieldProblems."""
     client = await client_or_refusal(client_source)  # unreachable engine: refuse before anything is written
-    number = await run_in_threadpool(_write_quote, session, viewer, body, today or datetime.now(UTC).date())
-    total, customer_code, warehouse_code = await run_in_threadpool(orders.quote_identity, session, number)
+    number, (total, customer_code, warehouse_code) = await run_in_threadpool(
+        _write_quote, session, viewer, body, today or datetime.now(UTC).date())
     try:
         async with asyncio.timeout(START_TIMEOUT_SECONDS):
             await client.start_workflow(
