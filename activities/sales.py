@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 from models import inventory, orders
 from models.common import utcnow
-from models.db import transaction
+from models.db import read_only_session, transaction
 from workflows.contracts import (
     AcceptOrderResult,
     AmendOrderInput,
@@ -188,12 +188,21 @@ class SalesActivities:
     def amend_order(self, request: AmendOrderInput) -> AmendOrderResult:
         """models.orders.amend_order in one transaction: the lines changed, surplus released, the credit note for
         what was invoiced beyond the new quantities, the credit check on an increase, the reservation pass, the
-        invoice of ordered-policy increases and the customer's notice. Idempotent by the request's key."""
+        invoice of ordered-policy increases and the customer's notice. Idempotent by the request's key.
+
+        An amendment whose only obstacle is the quote approval policy is not a failure: it is answered with
+        `approval_needed` (and nothing written), and the workflow sends it to approval; once approved it comes
+        back with `approval_key` and the policy is not asked again."""
         try:
             with transaction(self.engine) as session:
                 return orders.amend_order(session, request.quote_number, request.command, key=request.key,
                                           today=_today(), invoice_key=request.invoice_key,
-                                          public_url=self.public_url)
+                                          public_url=self.public_url, approval_key=request.approval_key,
+                                          approved_by=request.approved_by)
+        except orders.AmendmentNeedsApproval as asked:
+            # The transaction above rolled back; this one only reads the order as it stands.
+            with read_only_session(self.engine) as session:
+                return orders.unapplied_amendment(session, request.quote_number, asked.approval)
         except REFUSALS as err:
             raise _refusal(err) from err
 

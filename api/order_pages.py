@@ -451,7 +451,12 @@ async def order_amend_save(number: str, request: Request, session: SessionDep, u
         form.message = f"The order was not amended: {refusal.message}"
         code = refusal.status_code
     else:
-        flash(request, f"Order {number} amended (version {state.version}): total {state.amount_total}.", "success")
+        if state.pending_amendment is not None:
+            flash(request, f"Order {number}: the amendment awaits approval ({state.pending_amendment.reason}). "
+                           "Nothing changes until an approver agrees; you will hear the outcome.", "info")
+        else:
+            flash(request, f"Order {number} amended (version {state.version}): total {state.amount_total}.",
+                  "success")
         return _redirect(f"/orders/{number}")
     return await _form_again(request, session, viewer, number, form, "amend", code)
 

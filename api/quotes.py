@@ -69,11 +69,13 @@ from models.users import CUSTOMER_ROLE, User
 from workflows.contracts import (
     QUOTE_TO_CASH_WORKFLOW,
     Actor,
+    AmendOrderAnswer,
     AmendOrderCommand,
     BackorderChoiceCommand,
     EditQuoteCommand,
     OrderView,
     PaymentNotice,
+    PendingAmendment,
     QuoteCommand,
     QuoteLineInput,
     QuoteState,
@@ -317,6 +319,42 @@ class TimelineEventOut(BaseModel):
     detail: str
 
 
+class AmendedLineOut(BaseModel):
+    line_no: int
+    sku: str
+    quantity_before: Decimal
+    quantity: Decimal
+    unit_price_before: Decimal | None = Field(description="null for a new line")
+    unit_price: Decimal
+    discount_percent_before: Decimal | None
+    discount_percent: Decimal
+    subtotal: Decimal
+
+
+class PendingAmendmentOut(BaseModel):
+    """An amendment waiting for approval: nothing of it applies until the approvers agree."""
+
+    request_key: str
+    approval_workflow_id: str
+    requested_by: str
+    requested_at: datetime
+    comment: str
+    reason: str = Field(description="the rules of the quote approval policy the amended prices meet")
+    summary: str = Field(description="what would change")
+    amount_total_before: Decimal
+    amount_total: Decimal = Field(description="the order's total once applied")
+    lines: list[AmendedLineOut]
+
+    @classmethod
+    def of(cls, p: PendingAmendment) -> PendingAmendmentOut:
+        return cls(request_key=p.request_key, approval_workflow_id=p.approval_workflow_id,
+                   requested_by=p.requested_by, requested_at=p.requested_at, comment=p.command.comment,
+                   reason=p.reason, summary=p.summary, amount_total_before=p.amount_total_before,
+                   amount_total=p.amount_total,
+                   lines=[AmendedLineOut(**{name: getattr(ln, name) for name in AmendedLineOut.model_fields})
+                          for ln in p.lines])
+
+
 class QuoteSummary(BaseModel):
     number: str
     status: str
@@ -367,6 +405,8 @@ class QuoteOut(QuoteSummary):
     waiting_for: str | None = Field(None, description="where the process waits (from the workflow)")
     timeline: list[TimelineEventOut] | None = Field(None, description="from the workflow; null when unreachable")
     timeline_note: str = ""
+    pending_amendment: PendingAmendmentOut | None = Field(
+        None, description="an amendment awaiting approval (from the workflow); its tasks are in approval_tasks")
 
 
 class ActionOut(BaseModel):
@@ -487,6 +527,8 @@ def detail_of(d: views.OrderDetail, view: OrderView | None = None, note: str = "
         timeline=[TimelineEventOut(at=e.at, what=e.what, actor=e.actor, detail=e.detail) for e in view.timeline]
         if view else None,
         timeline_note=note,
+        pending_amendment=PendingAmendmentOut.of(view.pending_amendment)
+        if view and view.pending_amendment else None,
     )
 
 
@@ -879,8 +921,9 @@ async def edit_quote(session: Session, client_source: ClientSource, viewer: view
 
 
 async def amend_order(session: Session, client_source: ClientSource, viewer: views.OrderViewer, number: str,
-                      body: QuoteAmendIn) -> QuoteState:
-    """The amend_order Update of a confirmed order; the order as amended. Raises Refusal or FieldProblems."""
+                      body: QuoteAmendIn) -> AmendOrderAnswer:
+    """The amend_order Update of a confirmed order; the order as amended, or as it stands with the amendment
+    pending (`pending_amendment`: the quote policy's approvers decide). Raises Refusal or FieldProblems."""
     if not viewer.sells:
         raise Refusal(status.HTTP_403_FORBIDDEN, "NotAllowed", "only sales reps and sales managers amend orders")
     info = await run_in_threadpool(load_order, session, viewer, number)
@@ -895,7 +938,7 @@ async def amend_order(session: Session, client_source: ClientSource, viewer: vie
                                 comment=body.comment, expected_version=body.expected_version)
     try:
         client = await client_or_refusal(client_source)
-        return await execute_update(client, info.workflow_id, UPDATE_AMEND, command, QuoteState,
+        return await execute_update(client, info.workflow_id, UPDATE_AMEND, command, AmendOrderAnswer,
                                     f"order {info.number}")
     except Refusal as refusal:
         await run_in_threadpool(_audit_refusal, session, viewer, info.number, "amend", refusal)
@@ -1158,22 +1201,31 @@ async def patch_quote(number: str, body: QuotePatchIn, request: Request, session
     return EditOut(quote=quote, resubmitted=result.resubmitted)
 
 
-@router.post("/quotes/{number}/amend", response_model=QuoteOut, responses=REFUSALS)
-async def amend_quote(number: str, body: QuoteAmendIn, request: Request, session: SessionDep, user: SalesUser,
-                      settings: SettingsDep) -> QuoteOut:
+@router.post("/quotes/{number}/amend", response_model=QuoteOut,
+             responses={**REFUSALS, 202: {"model": QuoteOut,
+                                          "description": "the amendment awaits approval (pending_amendment)"}})
+async def amend_quote(number: str, body: QuoteAmendIn, request: Request, response: Response, session: SessionDep,
+                      user: SalesUser, settings: SettingsDep) -> QuoteOut:
     """Amend a confirmed order (or one waiting for the customer's backorder choice): change quantities or prices
     (unit_price, discount_percent), add or remove lines before they ship. A lower price on invoiced units is
     credited (credit note with tax). Refused below what shipped or waits in an open shipment (422), over the credit
-    limit (409 CreditLimitExceeded), on a stale version (409), and with 409 OrderStateInvalid for a higher price on
-    invoiced units or a price the quote approval policy would send for approval (amendments are not re-approved)."""
+    limit (409 CreditLimitExceeded), on a stale version (409), with 409 OrderStateInvalid for a higher price on
+    invoiced units or while an earlier amendment awaits approval. Prices the quote approval policy routes to
+    approval answer 202 with `pending_amendment`: nothing changes until the approvers agree (their tasks are in
+    `approval_tasks`); approved, it is applied (or refused then, if the order moved on); the rep hears either way."""
     viewer = viewer_of(request, user)
     try:
-        await amend_order(session, _client_source(request, settings), viewer, number, body)
+        answer = await amend_order(session, _client_source(request, settings), viewer, number, body)
     except FieldProblems as problems:
         raise problems.http() from None
     except Refusal as refusal:
         raise _refused(refusal) from None
-    return await _detail(request, session, settings, viewer, number)
+    out = await _detail(request, session, settings, viewer, number)
+    if answer.pending_amendment is not None:
+        response.status_code = status.HTTP_202_ACCEPTED
+        # The Update's own answer, should the timeline query not have answered.
+        out.pending_amendment = out.pending_amendment or PendingAmendmentOut.of(answer.pending_amendment)
+    return out
 
 
 async def _action(request: Request, session: Session, user: User, settings, number: str, action: str,

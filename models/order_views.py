@@ -37,7 +37,7 @@ from models.sales import (
     ShipmentLine,
 )
 from workflows import rules
-from workflows.contracts import OrderStatus, ShipmentStatus
+from workflows.contracts import AMENDMENT_KIND, OrderStatus, ShipmentStatus
 
 # Status tabs in the order a quote moves through them; "all" first.
 STATUSES: tuple[str, ...] = tuple(s.value for s in OrderStatus)
@@ -391,9 +391,12 @@ def _shipment_lines(session: Session, shipment_ids: Sequence[int]) -> dict[int, 
 
 
 def order_tasks(session: Session, number: str) -> list[HumanTask]:
-    """The quote's approval tasks and its credit-hold tasks (request keys quote:<n> and credit_hold:<n>)."""
+    """The quote's approval tasks, its credit-hold tasks (request keys quote:<n> and credit_hold:<n>) and the
+    tasks of its amendments sent to approval (kind "amendment", request keys amendment:<n>:<k>)."""
     tasks = list(session.scalars(
-        select(HumanTask).where(HumanTask.request_key.in_([f"quote:{number}", f"credit_hold:{number}"]))
+        select(HumanTask).where(or_(HumanTask.request_key.in_([f"quote:{number}", f"credit_hold:{number}"]),
+                                    # By the indexed kind: a LIKE on the key prefix would scan the whole table.
+                                    (HumanTask.kind == AMENDMENT_KIND) & (HumanTask.document_ref == number)))
         .order_by(HumanTask.created_at, HumanTask.id)))
     # Open tasks first (what someone has to do now), then the closed ones in the order they happened.
     return sorted(tasks, key=lambda t: t.status not in OPEN_TASK_STATUSES)

@@ -64,6 +64,8 @@ from workflows import rules
 from workflows.approval_rules import DocumentKind, RequestFacts, matches
 from workflows.contracts import (
     AcceptOrderResult,
+    AmendedLine,
+    AmendmentApproval,
     AmendOrderCommand,
     AmendOrderResult,
     CancelBackorderResult,
@@ -1606,8 +1608,28 @@ PRICE_FACTS = frozenset({"discount_percent", "margin_percent"})
 
 
 class RepricingRefused(OrderStateError):
-    """A price an amendment cannot set: a rise on units already invoiced, or a price the quote approval policy
-    would send for approval (an amendment is not approved again). The API answers 409."""
+    """A price an amendment cannot set: a rise on units already invoiced. The API answers 409."""
+
+
+class AmendmentNeedsApproval(OrderStateError):
+    """An amendment valid in every respect but the quote approval policy: its prices meet a price rule, so the
+    policy's approvers decide (`approval` says which rules, on which facts, and what would change). Raised before
+    anything is committed, so the caller's transaction rolls back: nothing of the amendment is written until it
+    is approved (then amend_order runs again with the approval's key, and the rules are not asked again)."""
+
+    def __init__(self, status: str, reason: str, approval: AmendmentApproval) -> None:
+        super().__init__(status, reason)
+        self.approval = approval
+
+
+@dataclass(frozen=True)
+class _PolicyHit:
+    """The price rules of the quote policy in force that an amended order meets."""
+
+    version: int
+    rule_ids: tuple[str, ...]
+    reason: str
+    facts: RequestFacts
 
 
 def _recorded_amendment(session: Session, number: str, key: str) -> AuditEvent | None:
@@ -1745,10 +1767,10 @@ def _credit_rows(session: Session, order: SalesOrder, line: SalesOrderLine, over
     return rows
 
 
-def _policy_limit(session: Session, order: SalesOrder, today: date) -> str | None:
+def _policy_limit(session: Session, order: SalesOrder, today: date) -> _PolicyHit | None:
     """The quote approval policy in force (as a new quote would be judged: workflows.quote_to_cash.quote_facts)
-    on the order as it now stands: its rules on price facts (concession, margin) that the order meets, described;
-    None when no such rule asks for approval."""
+    on the order as it now stands: its rules on price facts (concession, margin) that the order meets, with the
+    facts judged; None when no such rule asks for approval."""
     policy = policy_in_force(session, DocumentKind.quote.value, today)
     if policy is None:
         return None
@@ -1761,8 +1783,28 @@ def _policy_limit(session: Session, order: SalesOrder, today: date) -> str | Non
             if any(c.fact in PRICE_FACTS for c in r.conditions) and matches(r, facts)]
     if not hits:
         return None
-    return f"the quote approval policy (version {policy.version}) asks for approval when " + "; or when ".join(
+    reason = f"the quote approval policy (version {policy.version}) asks for approval when " + "; or when ".join(
         f"{conditions_text(r.conditions)} ({r.rule_id}: {r.step.name})" for r in hits)
+    return _PolicyHit(policy.version, tuple(r.rule_id for r in hits), reason, facts)
+
+
+def _amended_lines(session: Session, lines: list[SalesOrderLine],
+                   before: dict[int, tuple[Decimal, Decimal, Decimal]]) -> tuple[AmendedLine, ...]:
+    """The lines whose quantity, price or discount differ from `before` (line id -> (ordered − cancelled, unit
+    price, discount %) as they stood), and the new ones, before → after."""
+    skus = dict(session.execute(
+        select(Product.id, Product.sku).where(Product.id.in_([ln.product_id for ln in lines] or [0]))).all())
+    changed = []
+    for ln in lines:
+        now = (qty(ln.quantity) - qty(ln.qty_cancelled), money(ln.unit_price), Decimal(str(ln.discount_percent)))
+        was = before.get(ln.id)
+        if was == now:
+            continue
+        changed.append(AmendedLine(
+            line_no=ln.line_no, sku=skus[ln.product_id], quantity_before=was[0] if was else ZERO, quantity=now[0],
+            unit_price_before=was[1] if was else None, unit_price=now[1],
+            discount_percent_before=was[2] if was else None, discount_percent=now[2], subtotal=money(ln.subtotal)))
+    return tuple(changed)
 
 
 def _amend_floor(line: SalesOrderLine, sku: str, field: str, new: Decimal, in_open: Decimal,
@@ -1794,7 +1836,8 @@ def _amendment_result(session: Session, number: str, data: dict, reserved: Reser
 
 
 def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: str, today: date,
-                invoice_key: str | None = None, public_url: str = DEFAULT_PUBLIC_URL) -> AmendOrderResult:
+                invoice_key: str | None = None, public_url: str = DEFAULT_PUBLIC_URL,
+                approval_key: str | None = None, approved_by: tuple[str, ...] = ()) -> AmendOrderResult:
     """Amend a confirmed (or awaiting_customer) order: `cmd.lines` is the full new set of lines.
 
     - Lines are matched to the order's by SKU and drop-ship flag (first come first served); a line left out is
@@ -1810,8 +1853,11 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     - Price (a typed unit price or line discount, also without a quantity change; a removed manual price goes back
       to the agreed pricelist price): the new price is the line's, for every unit. Units already invoiced at a
       higher price get the difference in the credit note; a higher price on invoiced units is refused
-      (RepricingRefused: cancel and invoice again), and so is a re-pricing that takes the order into a price rule
-      of the quote approval policy (an amendment is not approved again). A rise is credit-checked like a raise.
+      (RepricingRefused: cancel and invoice again). A rise is credit-checked like a raise.
+    - Approval: a re-pricing that takes the order into a price rule of the quote approval policy in force, and is
+      valid in every other respect (every refusal above comes first), raises AmendmentNeedsApproval before anything
+      is committed: the caller rolls back and asks the policy's approvers. Called again with `approval_key` (the
+      approved request) and `approved_by`, the rules are not asked; everything else is checked again then.
     - The version goes up by one, an audit event records it, and the customer and rep get an "amendment" notice.
 
     Idempotent by `key`: a repeat returns the first call's result (kept in its audit event) and changes nothing
@@ -1838,6 +1884,9 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     open_names = _open_shipments_by_line(session, order)
     old_total = money(order.amount_total)
     old_concession, old_margin = Decimal(str(order.concession_percent)), Decimal(str(order.margin_percent))
+    # Each line as it stood (ordered − cancelled, unit price, discount %): what an approver sees it change from.
+    stood = {ln.id: (qty(ln.quantity) - qty(ln.qty_cancelled), money(ln.unit_price),
+                     Decimal(str(ln.discount_percent))) for ln in current}
 
     changes: list[str] = []
     lowered: list[tuple[SalesOrderLine, Decimal]] = []  # (line, new quantity)
@@ -1987,14 +2036,9 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     session.flush()
 
     concession, margin = Decimal(str(order.concession_percent)), Decimal(str(order.margin_percent))
-    if rep_priced and (concession > old_concession or margin < old_margin):
-        limit = _policy_limit(session, order, today)
-        if limit is not None:
-            raise RepricingRefused(order.status, (
-                f"the new prices take order {number} to {format(concession.normalize(), 'f')} % off the agreed "
-                f"prices (margin {format(margin.normalize(), 'f')} %), and {limit}. Re-approving an amendment is "
-                "not supported: keep the price within the policy, or cancel the order and quote it again for "
-                "approval"))
+    hit = None
+    if approval_key is None and rep_priced and (concession > old_concession or margin < old_margin):
+        hit = _policy_limit(session, order, today)
 
     if money(order.amount_total) > old_total:
         credit = credit_check(session, number)
@@ -2003,6 +2047,17 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
                 f"the amendment raises order {number} from {old_total} to {order.amount_total}: the exposure of "
                 f"{credit.exposure} would exceed the credit limit {credit.limit}; a payment first, or a smaller "
                 "amendment"))
+
+    if hit is not None:
+        # Nothing else stands in its way (every refusal came first): the policy's approvers decide. The caller's
+        # transaction rolls back what was changed above; the amendment is applied only once approved.
+        raise AmendmentNeedsApproval(order.status, (
+            f"the new prices take order {number} to {format(concession.normalize(), 'f')} % off the agreed prices "
+            f"(margin {format(margin.normalize(), 'f')} %), and {hit.reason}: the amendment needs approval"),
+            AmendmentApproval(policy_version=hit.version, rule_ids=hit.rule_ids, reason=hit.reason,
+                              summary="; ".join(changes), facts=hit.facts,
+                              lines=_amended_lines(session, lines, stood), amount_total_before=old_total,
+                              amount_total=money(order.amount_total)))
 
     # Ordered-policy units invoiced beyond the new quantity, and a price cut on invoiced units: credit them, so
     # what stays invoiced is exactly the line's units at its new price.
@@ -2020,6 +2075,8 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
                 credit_note_amount=str(money(note.amount_total)) if note is not None else "0",
                 invoice_key=invoice_key if invoice.invoice_number is not None else None,
                 removed=[ln.line_no for ln, new in lowered if new == 0])  # the order page says who removed it, when
+    if approval_key is not None:  # the policy's rules were not asked: the trail names who approved instead
+        data.update(approval_key=approval_key, approved_by=list(approved_by))
     _audit(session, cmd.actor.username, "order.amended", number, cmd.comment, **data)
     detail = f"Amended (version {order.version}): {summary}. New total {order.amount_total}."
     if note is not None:
@@ -2029,6 +2086,17 @@ def amend_order(session: Session, number: str, cmd: AmendOrderCommand, *, key: s
     _invoice_notice(session, number, invoice, public_url)
     session.flush()
     return _amendment_result(session, number, data, reserved)
+
+
+def unapplied_amendment(session: Session, number: str, approval: AmendmentApproval) -> AmendOrderResult:
+    """amend_order's answer for an amendment sent to approval (AmendmentNeedsApproval, rolled back): the order as
+    it stands, nothing released, credited, invoiced or reserved, and what the approvers are asked."""
+    state = quote_state(session, number)
+    return AmendOrderResult(
+        version=state.version, summary=approval.summary, amount_total=state.amount_total, released=ZERO,
+        credit_note_number=None, credit_note_amount=ZERO, invoice=_invoice_state(None),
+        reserved=ReserveOrderResult(lines=(), fully_reserved=False, shortfall=ZERO), quote=state,
+        approval_needed=approval)
 
 
 def replace_quantity(line: QuoteLineInput, quantity: Decimal) -> QuoteLineInput:
@@ -2048,10 +2116,14 @@ NOTICE_SUBJECTS = {
     "invoice": "Invoice for order {number}",
     "reminder": "Payment reminder for order {number}",
     "collections": "Collections: order {number} is overdue after the last reminder",
+    "amendment_rejected": "Order {number}: amendment not approved",
+    "amendment_refused": "Order {number}: amendment not applied",
 }
 # Events that are work for a group rather than news for the customer: who gets them. Collections is finance's:
 # after the last reminder somebody has to call the customer, stop deliveries or hand the claim on.
 GROUP_NOTICES = {"collections": ("finance",)}
+# Events for the rep alone: an amendment that went to approval and did not happen was never news to the customer.
+REP_NOTICES = frozenset({"amendment_rejected", "amendment_refused"})
 
 
 def _notice_body(order: SalesOrder, customer: Customer, event: str, detail: str) -> str:
@@ -2088,7 +2160,8 @@ def queue_order_notice(session: Session, number: str, *, message_key: str, event
 
     Customer events go to the customer (key `<message_key>:customer`) and the rep (`<message_key>:<rep>`, with a
     link to the order page). Group events (GROUP_NOTICES) go to every active member of the group instead
-    (`<message_key>:<username>`, with the link), through the outbox's group queue."""
+    (`<message_key>:<username>`, with the link), through the outbox's group queue; rep events (REP_NOTICES) to the
+    rep alone (`<message_key>:<rep>`)."""
     if event not in NOTICE_SUBJECTS:
         raise OrderInputError("event", f"unknown order event {event!r}")
     if order is None:
@@ -2111,6 +2184,12 @@ def queue_order_notice(session: Session, number: str, *, message_key: str, event
         body = _group_notice_body(order, customer, event, detail) + f"\nOpen the order: {link}\n"
         return outbox.queue_for_groups(session, message_key=message_key, groups=GROUP_NOTICES[event],
                                        subject=subject, body=body, link=link)
+    if event in REP_NOTICES:
+        if not rep_email:
+            return 0
+        body = _group_notice_body(order, customer, event, detail) + f"\nOpen the order: {link}\n"
+        return outbox.queue_message(session, message_key=f"{message_key}:{order.rep}", recipient=rep_email,
+                                    subject=subject, body=body, link=link)
     body = _notice_body(order, customer, event, detail)
     added = 0
     if customer.email:

@@ -13,16 +13,16 @@ sends the request back to the requester, who resubmits into the same chain; earl
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError, FailureError
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.approvals import ApprovalActivities
-    from workflows.approval_rules import ExpiryAction, RequestFacts, RoutedStep, StepSpec, evaluate
+    from workflows.approval_rules import ExpiryAction, PolicyBody, RequestFacts, RoutedStep, StepSpec, evaluate
     from workflows.contracts import (
         APPROVAL_CHAIN_WORKFLOW,
         APPROVAL_STATUS_SIGNAL,
@@ -58,6 +58,11 @@ with workflow.unsafe.imports_passed_through():
 # workflow.patched id: a cancellation that arrives while a task's row is being written closes that task too (before,
 # the row could stay "ready" in the inbox of a chain that had ended).
 CLOSE_TASK_BEING_OPENED_PATCH = "close-task-being-opened"
+# workflow.patched id: a cancellation that finds the chain waiting on an activity closes the open tasks too. It
+# arrives there as that activity's ActivityError (cause CancelledError), not as asyncio.CancelledError: the activity
+# is cancelled with TRY_CANCEL, so the workflow stops waiting at once. Before, such a chain stopped as cancelled and
+# left its tasks "ready" (a cancellation during the "Approval needed" mail right after a task opened, for one).
+CLOSE_TASKS_WHEN_CANCEL_HITS_ACTIVITY_PATCH = "close-tasks-when-cancel-hits-activity"
 
 DB_ACTIVITY = {
     "start_to_close_timeout": timedelta(seconds=30),
@@ -139,7 +144,11 @@ class ApprovalChainWorkflow:
     async def run(self, request: ApprovalChainInput) -> ApprovalResult:
         try:
             outcome = await self._run_chain(request)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as stopped:
+            if not is_cancelled_exception(stopped):
+                raise
+            if isinstance(stopped, ActivityError) and not workflow.patched(CLOSE_TASKS_WHEN_CANCEL_HITS_ACTIVITY_PATCH):
+                raise
             # The parent process was cancelled: close the open tasks so no inbox keeps them, then stop.
             self._cancel_reason = self._cancel_reason or "the process was cancelled"
             # Temporal delivers the cancellation once; activities started after it run normally.
@@ -157,10 +166,13 @@ class ApprovalChainWorkflow:
         )
 
     async def _run_chain(self, request: ApprovalChainInput) -> str:
+        # An amendment is judged by the quote policy (policy_kind), on the rules its prices met (rule_ids); chains
+        # started before these fields existed carry neither, and load and route exactly as they did.
         self._policy = await workflow.execute_activity_method(
-            ApprovalActivities.load_policy, LoadPolicyInput(request.kind, workflow.now().date()), **DB_ACTIVITY
+            ApprovalActivities.load_policy, LoadPolicyInput(request.policy_kind or request.kind,
+                                                            workflow.now().date()), **DB_ACTIVITY
         )
-        routing = evaluate(self._policy.body, self._facts)
+        routing = evaluate(_only_rules(self._policy.body, request.rule_ids), self._facts)
         self._board.set(*approval_attributes(kind=request.kind, requester=request.requester,
                                              amount=self._facts.amount))
         await self._register()
@@ -277,11 +289,12 @@ class ApprovalChainWorkflow:
         self._opening.add(key)
         try:
             await self._save(task, "created", "system", reason=why)
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, ActivityError) as stopped:
             # The process was cancelled while the row was being written: the row may well exist (people may see
             # it), so the clean-up must know the task to close it; closing writes it closed whatever the first
-            # write did (save_task keeps the higher version).
-            if workflow.patched(CLOSE_TASK_BEING_OPENED_PATCH):
+            # write did (save_task keeps the higher version). Such a cancellation nearly always arrives as the
+            # save's ActivityError; asyncio.CancelledError only when the save had finished in the same moment.
+            if is_cancelled_exception(stopped) and workflow.patched(CLOSE_TASK_BEING_OPENED_PATCH):
                 self._tasks[key] = task
                 self._opening.discard(key)
             raise
@@ -760,3 +773,10 @@ def _facts_dict(facts: RequestFacts) -> dict:
         "branch": facts.branch,
         "requester": facts.requester,
     }
+
+
+def _only_rules(body: PolicyBody, rule_ids: tuple[str, ...]) -> PolicyBody:
+    """The policy narrowed to the rules the parent named; all of it when it named none, or when the version pinned
+    here has none of them any more (a newer version was published meanwhile: it is judged as it now stands)."""
+    kept = tuple(r for r in body.rules if r.rule_id in rule_ids)
+    return replace(body, rules=kept) if kept else body

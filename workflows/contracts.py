@@ -3,7 +3,7 @@ quantities), carried by the pydantic data converter. Workflow-id helpers live he
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -106,6 +106,10 @@ class ApprovalChainInput:
     priority: int = 50
     # How long the requester may take to resubmit after "request changes" before the request is cancelled.
     resubmit_within_hours: int = 14 * 24
+    # A kind judged by another kind's policy names it here (an amendment of an order: the quote policy), with the
+    # rules of it that the request met; empty: the kind's own policy, all of its rules.
+    policy_kind: str = ""
+    rule_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -456,6 +460,7 @@ class OrderView:
     open_shipments: tuple[str, ...]
     approval_workflow_id: str | None = None
     credit_workflow_id: str | None = None
+    pending_amendment: PendingAmendment | None = None  # an amendment that waits for its approval chain
 
 
 # Activity payloads of quote to cash
@@ -736,6 +741,10 @@ class AmendOrderInput:
     command: AmendOrderCommand
     key: str  # idempotency: "<quote>/amend/<n>"; also the key of its credit note, if one is needed
     invoice_key: str | None = None  # invoice ordered-policy increases under this key (None: invoice nothing)
+    # The approval request that approved this amendment ("amendment:<quote>:<n>") and who approved it: the quote
+    # policy's price rules are not asked again (None: they are, and a hit sends the amendment to approval).
+    approval_key: str | None = None
+    approved_by: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -749,3 +758,79 @@ class AmendOrderResult:
     invoice: InvoiceState             # ordered-policy increase invoiced (invoice_number None: nothing)
     reserved: ReserveOrderResult      # the reservation pass run after the amendment
     quote: QuoteState
+    # Set when the only obstacle was the quote approval policy: nothing was written (the fields above describe the
+    # order as it stands, no reservation pass ran), and the workflow asks the policy's approvers.
+    approval_needed: AmendmentApproval | None = None
+
+
+AMENDMENT_KIND = "amendment"  # ApprovalChainInput.kind of an amendment; routed by the quote policy
+
+
+def amendment_request_key(quote_number: str, n: int) -> str:
+    """The approval request of the order's n-th amendment (its amend key is "<quote>/amend/<n>")."""
+    return f"{AMENDMENT_KIND}:{quote_number}:{n}"
+
+
+@dataclass(frozen=True)
+class AmendedLine:
+    """One line an amendment changes, before → after, as the approver reads it (a new line has no price before)."""
+
+    line_no: int
+    sku: str
+    quantity_before: Decimal  # ordered − cancelled; 0 for a new line
+    quantity: Decimal
+    unit_price_before: Decimal | None
+    unit_price: Decimal
+    discount_percent_before: Decimal | None
+    discount_percent: Decimal
+    subtotal: Decimal  # the line's new net amount
+
+
+@dataclass(frozen=True)
+class AmendmentApproval:
+    """What amend_order found when an amendment, valid in every other respect, meets a price rule of the quote
+    approval policy in force: the rules (to route the chain by), the amended order's facts as the policy judged
+    them, and what would change."""
+
+    policy_version: int
+    rule_ids: tuple[str, ...]
+    reason: str  # the rules met, as people read them ("... asks for approval when discount % > 10 (...)")
+    summary: str  # what changes, as the timeline says it ("LAMP-200 price 45.00 → 40.00")
+    facts: RequestFacts
+    lines: tuple[AmendedLine, ...]
+    amount_total_before: Decimal
+    amount_total: Decimal
+
+
+@dataclass(frozen=True)
+class PendingAmendment:
+    """An amendment waiting for its ApprovalChain: nothing of it is written until approved, and the order runs on
+    its old lines meanwhile. Approved, it is applied as asked (under `key`); rejected, it is dropped."""
+
+    request_key: str  # "amendment:<quote>:<n>"
+    approval_workflow_id: str
+    key: str  # the amend key it is applied under once approved: "<quote>/amend/<n>"
+    command: AmendOrderCommand  # as the rep sent it; requested by command.actor
+    version: int  # the order's version it amends: applied only to that version
+    requested_at: datetime
+    reason: str
+    summary: str
+    amount_total_before: Decimal
+    amount_total: Decimal
+    lines: tuple[AmendedLine, ...]
+
+    @property
+    def requested_by(self) -> str:
+        return self.command.actor.username
+
+
+@dataclass(frozen=True)
+class AmendOrderAnswer(QuoteState):
+    """The amend_order Update's answer: the order (amended; or as it stands while `pending_amendment` waits for
+    approval, which is not a refusal)."""
+
+    pending_amendment: PendingAmendment | None = None
+
+    @classmethod
+    def of(cls, quote: QuoteState, pending: PendingAmendment | None = None) -> AmendOrderAnswer:
+        return cls(**{f.name: getattr(quote, f.name) for f in fields(QuoteState)}, pending_amendment=pending)

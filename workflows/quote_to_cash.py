@@ -12,10 +12,12 @@ and in one order. A handler that answers "the status after" waits until the main
     (awaiting_customer) ─▶ confirmed ─▶ delivered ─▶ done;   rejected, expired, cancelled end it early.
 
 Approvals are ApprovalChain children: kind "quote" after submit, kind "credit_hold" when the accepted order takes
-the customer over the credit limit (ERPNext b5, blocking). Shortages follow the backorder preference (Odoo b4):
-ship what is reserved and backorder the rest, wait until everything is reserved, or ask the customer (48 hours,
-then ship_available). The customer may instead cancel the backordered rest (cancel_rest), when asked or later while
-the order waits for stock. Drop-ship lines get a shipment of their own that moves none of our stock.
+the customer over the credit limit (ERPNext b5, blocking), kind "amendment" when an amendment's prices meet a price
+rule of the quote policy (routed by those rules; applied only once approved, the order runs on meanwhile).
+Shortages follow the backorder preference (Odoo b4): ship what is reserved and backorder the rest, wait until
+everything is reserved, or ask the customer (48 hours, then ship_available). The customer may instead cancel the
+backordered rest (cancel_rest), when asked or later while the order waits for stock. Drop-ship lines get a
+shipment of their own that moves none of our stock.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval_chain import ApprovalChainWorkflow
     from workflows.approval_rules import DocumentKind, RequestFacts
     from workflows.contracts import (
+        AMENDMENT_KIND,
         APPROVAL_STATUS_SIGNAL,
         QUOTE_TO_CASH_WORKFLOW,
         SHIPMENT_WORKFLOW,
         AcceptOrderResult,
         Actor,
+        AmendmentApproval,
+        AmendOrderAnswer,
         AmendOrderCommand,
         AmendOrderInput,
         AmendOrderResult,
@@ -65,6 +70,7 @@ with workflow.unsafe.imports_passed_through():
         OrderStatus,
         OrderView,
         PaymentNotice,
+        PendingAmendment,
         QuoteCommand,
         QuoteLineState,
         QuoteRef,
@@ -81,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
         ShipmentStatus,
         ShipmentStepCommand,
         TimelineEvent,
+        amendment_request_key,
         approval_id,
         shipment_id,
     )
@@ -200,6 +207,34 @@ def _quote_details(quote: QuoteState) -> dict:
     }
 
 
+def _amendment_details(quote: QuoteState, cmd: AmendOrderCommand, asked: AmendmentApproval) -> dict:
+    """What the approver of an amendment sees: each changed line before → after, the totals, the rules met."""
+    facts = asked.facts
+
+    def text(value) -> str:
+        return "" if value is None else str(value)
+
+    return {
+        "customer": quote.customer_code,
+        "change": asked.summary,
+        "why_approval": asked.reason,
+        "comment": cmd.comment,
+        "amount_total_before": str(asked.amount_total_before),
+        "amount_total": str(asked.amount_total),
+        "amount_untaxed": str(facts.amount),
+        "discount_percent": str(facts.discount_percent),
+        "margin_percent": str(facts.margin_percent),
+        "lines": [
+            {"line_no": ln.line_no, "sku": ln.sku, "quantity": str(ln.quantity),
+             "unit_price": str(ln.unit_price), "discount_percent": str(ln.discount_percent),
+             "subtotal": str(ln.subtotal), "quantity_before": str(ln.quantity_before),
+             "unit_price_before": text(ln.unit_price_before),
+             "discount_percent_before": text(ln.discount_percent_before)}
+            for ln in asked.lines
+        ],
+    }
+
+
 def _activity_refusal(err: ActivityError) -> ApplicationError:
     """An activity's business refusal, handed on to the person whose Update caused it, with its type and
     details (e.g. the field an OrderInputError names), so the API can answer 409/422 instead of 500."""
@@ -262,6 +297,11 @@ class QuoteToCash:
         self._amend: AmendOrderCommand | None = None
         self._amend_answer: QuoteState | ApplicationError | None = None
         self._amendments = 0  # numbers the amend keys
+        # An amendment whose prices meet a rule of the quote policy waits for its ApprovalChain (nothing of it is
+        # written yet; no other amendment is taken meanwhile); the main loop applies or drops it once decided.
+        self._pending_amendment: PendingAmendment | None = None
+        self._amendment_chain: workflow.ChildWorkflowHandle | None = None
+        self._amendment_sent_back: str | None = None  # an approver asked for changes: taken as a rejection
 
     # ----------------------------------------------------------------------------------------------- run
 
@@ -535,6 +575,8 @@ class QuoteToCash:
             done = await self._settle()
             self._answering_rest = False
             if done:
+                if self._amendment_chain is not None:
+                    await self._drop_amendment("the order is done: nothing is left to amend")
                 return
             self._show_fulfilment(short)
             reminder_at = self._next_reminder()
@@ -542,7 +584,7 @@ class QuoteToCash:
             await self._wait(
                 lambda: (self._cancel is not None or self._stock_arrivals > self._stock_handled
                          or self._new_payments() or bool(self._unsettled_shipments())
-                         or self._cancel_rest is not None or self._amend is not None),
+                         or self._cancel_rest is not None or self._amend is not None or self._amendment_decided()),
                 lambda: min(deadlines) if deadlines else None,
             )
             now = workflow.now()
@@ -552,6 +594,11 @@ class QuoteToCash:
                     self._settling = reserve_now = True
                     retry_every = BACKORDER_RETRY
                 self._amend = None
+            if self._amendment_decided() and self._cancel is None:
+                # An approved amendment, applied now, is shipped by the same pass as one within the policy.
+                if await self._settle_amendment():
+                    self._settling = reserve_now = True
+                    retry_every = BACKORDER_RETRY
             arrived, self._stock_handled = self._stock_arrivals > self._stock_handled, self._stock_arrivals
             if self._cancel_rest is not None and self._cancel is None:
                 # The customer gives up on the backorder: cancel it, then ship whatever is reserved (also under
@@ -601,11 +648,16 @@ class QuoteToCash:
         self._settling = False  # the accept Update answers now: awaiting_customer
         while True:
             woken = await self._wait(lambda: self._backorder_choice is not None or self._cancel is not None
-                                     or self._amend is not None, lambda: deadline)
-            if not (woken and self._amend is not None and self._backorder_choice is None and self._cancel is None):
+                                     or self._amend is not None or self._amendment_decided(), lambda: deadline)
+            if not (woken and (self._amend is not None or self._amendment_decided())
+                    and self._backorder_choice is None and self._cancel is None):
                 break
-            await self._apply_amendment()  # the customer still chooses; the pass after it uses the new lines
-            self._amend = None
+            # The customer still chooses; the pass after it uses the new lines.
+            if self._amend is not None:
+                await self._apply_amendment()
+                self._amend = None
+            if self._amendment_decided():
+                await self._settle_amendment()
         self._settling = True
         if self._cancel is not None:
             return "ship_available"
@@ -634,15 +686,27 @@ class QuoteToCash:
     async def _apply_amendment(self) -> bool:
         """Apply the amendment the Update recorded (one activity: lines, release, credit note, credit check,
         reservation, invoice of ordered-policy increases, notice). True when applied; a refusal goes back to the
-        Update. The caller clears self._amend, which answers the Update."""
+        Update. The caller clears self._amend, which answers the Update. An amendment the quote policy sends for
+        approval is not applied (False) and not refused: the Update answers with it pending."""
         cmd = self._amend
         self._amendments += 1
+        key = f"{self._number}/amend/{self._amendments}"
         try:
             result: AmendOrderResult = await self._act(SalesActivities.amend_order, AmendOrderInput(
-                self._number, cmd, f"{self._number}/amend/{self._amendments}", self._next_invoice_key()))
+                self._number, cmd, key, self._next_invoice_key()))
         except ActivityError as err:
             self._amend_answer = _activity_refusal(err)
             return False
+        if result.approval_needed is not None:
+            await self._ask_amendment_approval(cmd, key, result)
+            self._amend_answer = AmendOrderAnswer.of(result.quote, self._pending_amendment)
+            return False
+        self._amended(result, cmd)
+        self._amend_answer = AmendOrderAnswer.of(result.quote)
+        return True
+
+    def _amended(self, result: AmendOrderResult, cmd: AmendOrderCommand) -> None:
+        """What an applied amendment changes here: the order, its reservation for the next pass, the timeline."""
         self._quote = result.quote
         self._balance = None
         self._accepted_reservation = result.reserved
@@ -654,8 +718,110 @@ class QuoteToCash:
         if result.invoice.invoice_number is not None:
             self._invoiced(result.invoice)
         self._publish()
-        self._amend_answer = result.quote
+
+    # Amendments beyond the quote policy: only the Update of a new amendment starts one, so no history recorded
+    # before they existed reaches this code, and the conditions added to the main loop's waits stay false in them.
+
+    async def _ask_amendment_approval(self, cmd: AmendOrderCommand, key: str, unapplied: AmendOrderResult) -> None:
+        """Start the amendment's ApprovalChain, routed by the quote policy's rules its prices met, with the amended
+        order's facts; the requester is whoever asked (segregation of duties: they may not approve it)."""
+        # The order as the activity read it (unchanged): this workflow's copy may predate the last status.
+        quote, asked = unapplied.quote, unapplied.approval_needed
+        request_key = amendment_request_key(self._number, self._amendments)
+        requester = cmd.actor.username
+        handle = await workflow.start_child_workflow(
+            ApprovalChainWorkflow.run,
+            ApprovalChainInput(
+                request_key=request_key,
+                kind=AMENDMENT_KIND,
+                document_ref=self._number,
+                title=f"Amendment of order {self._number} for {_customer(quote)}",
+                requester=requester,
+                facts=asked.facts,
+                details=_amendment_details(quote, cmd, asked),
+                branch=quote.branch,
+                policy_kind=DocumentKind.quote.value,
+                rule_ids=asked.rule_ids,
+            ),
+            id=approval_id(request_key),
+            search_attributes=self._child_attributes(approval_attributes(
+                kind=AMENDMENT_KIND, requester=requester, amount=asked.facts.amount)),
+        )
+        self._amendment_chain = handle
+        self._pending_amendment = PendingAmendment(
+            request_key=request_key, approval_workflow_id=handle.id, key=key, command=cmd, version=quote.version,
+            requested_at=workflow.now(), reason=asked.reason, summary=asked.summary,
+            amount_total_before=asked.amount_total_before, amount_total=asked.amount_total, lines=asked.lines)
+        self._event("amendment awaits approval", requester,
+                    f"{asked.summary}; total {asked.amount_total_before} → {asked.amount_total}; {asked.reason}"
+                    + (f" ({cmd.comment})" if cmd.comment else ""))
+
+    def _amendment_decided(self) -> bool:
+        """The pending amendment's chain ended, or an approver sent it back (which the chain would wait on)."""
+        return self._amendment_chain is not None and (self._amendment_chain.done()
+                                                      or self._amendment_sent_back is not None)
+
+    async def _settle_amendment(self) -> bool:
+        """Apply the pending amendment if its chain approved it, else drop it; the rep hears when it did not happen.
+        True when applied (the order's lines changed)."""
+        handle, sent_back = self._amendment_chain, self._amendment_sent_back
+        self._amendment_chain = self._amendment_sent_back = None
+        try:
+            return await self._take_amendment_decision(handle, self._pending_amendment, sent_back)
+        finally:
+            # Pending until settled: an amendment sent meanwhile is refused, not judged on lines about to change.
+            self._pending_amendment = None
+
+    async def _take_amendment_decision(self, handle: workflow.ChildWorkflowHandle, pending: PendingAmendment,
+                                       sent_back: str | None) -> bool:
+        if not handle.done():
+            # Changes requested: the chain would wait for a resubmission, but an amendment is asked afresh instead.
+            await self._stop_chain(handle, "changes requested: the rep amends again")
+        try:
+            result: ApprovalResult = handle.result()
+        except ChildWorkflowError as err:
+            await self._amendment_not_applied(pending, "amendment approval could not run", "system",
+                                              str(err.cause or err), "amendment_rejected")
+            return False
+        deciders = [d.actor for d in result.decisions if d.actor]
+        by = ", ".join(deciders) or "policy"
+        if result.outcome != ApprovalOutcome.approved or sent_back is not None:
+            why = sent_back or "; ".join(d.comment for d in result.decisions
+                                         if d.outcome in ("rejected", "expired") and d.comment) or result.outcome
+            what = "amendment sent back" if sent_back is not None else "amendment rejected"
+            await self._amendment_not_applied(pending, what, by, why, "amendment_rejected")
+            return False
+        self._event("amendment approved", by, f"{pending.summary}; policy v{result.policy_version}")
+        # Applied as asked, to the version it was asked of; everything but the policy is checked again, so an
+        # order that moved on meanwhile (shipped or invoiced below it, over the credit limit) refuses it now.
+        cmd = replace(pending.command, expected_version=pending.version)
+        try:
+            applied: AmendOrderResult = await self._act(SalesActivities.amend_order, AmendOrderInput(
+                self._number, cmd, pending.key, self._next_invoice_key(), approval_key=pending.request_key,
+                approved_by=tuple(dict.fromkeys(deciders))))
+        except ActivityError as err:
+            await self._amendment_not_applied(pending, "approved amendment not applied", "system",
+                                              _activity_refusal(err).message, "amendment_refused")
+            return False
+        self._amended(applied, cmd)
         return True
+
+    async def _amendment_not_applied(self, pending: PendingAmendment, what: str, actor: str, why: str,
+                                     event: str, again: bool = True) -> None:
+        """On the timeline, and to the rep (the customer never heard of it): the amendment did not happen."""
+        self._event(what, actor, f"{pending.summary}: {why}")
+        await self._notify(event, f"{pending.key}:{event}",
+                           f"The amendment {pending.requested_by} asked for ({pending.summary}) was not applied: "
+                           f"{why}." + (" The order stands as it was; amend it again if still needed." if again
+                                        else ""))
+
+    async def _drop_amendment(self, why: str) -> None:
+        """The order ended (cancelled, done) while an amendment waited: its chain is stopped, its tasks closed."""
+        pending = self._pending_amendment
+        await self._stop_chain(self._amendment_chain, why)
+        self._amendment_chain = self._pending_amendment = self._amendment_sent_back = None
+        await self._amendment_not_applied(pending, "amendment dropped", "system", why, "amendment_refused",
+                                          again=False)
 
     async def _confirm(self, accepted_by: str, reserved: ReserveOrderResult) -> None:
         reason = "confirmed" if reserved.fully_reserved else f"confirmed, {_q(reserved.shortfall)} short"
@@ -864,6 +1030,8 @@ class QuoteToCash:
         what is not delivered, credit what was invoiced and not delivered."""
         cmd = cmd or self._cancel or QuoteCommand(Actor("system"), "cancelled")
         reason = cmd.comment or "cancelled"
+        if self._amendment_chain is not None:  # its approvers' tasks close with it
+            await self._drop_amendment(f"the order is cancelled ({reason})")
         for seq in self._open_shipments():
             try:
                 await self._shipments[seq].signal(ShipmentWorkflow.cancel, reason)
@@ -1054,6 +1222,12 @@ class QuoteToCash:
         self._check_actor(cmd.actor, SALES_OFFICE, "amend")
         if self._amend is not None or self._cancel is not None or self._cancel_rest is not None:
             raise _refuse(f"order {self._number} is being changed right now; reload and try again", STALE_VERSION)
+        pending = self._pending_amendment
+        if pending is not None:
+            # One amendment at a time: a second one would be judged against lines the first may still change.
+            raise _refuse(f"order {self._number} already has an amendment awaiting approval ({pending.summary}, "
+                          f"asked by {pending.requested_by}); amend again once the approvers have decided",
+                          ORDER_STATE_INVALID)
         if cmd.expected_version is not None and cmd.expected_version != self._quote.version:
             raise _refuse(f"order {self._number} changed since you loaded it (version {cmd.expected_version}, now "
                           f"{self._quote.version}); reload and try again", STALE_VERSION)
@@ -1155,12 +1329,15 @@ class QuoteToCash:
             self._check_cancel(cmd)
 
     @workflow.update
-    async def amend_order(self, cmd: AmendOrderCommand) -> QuoteState:
+    async def amend_order(self, cmd: AmendOrderCommand) -> AmendOrderAnswer:
         """Amend a confirmed order (or one waiting for the customer's backorder choice). Answers the order as
         amended once the reservation pass after it has run; refusals (below what shipped or sits in an open
-        shipment, over the credit limit, stale version) come back as the activity's ApplicationError.
-        A brand-new handler needs no workflow.patched: an Update the worker has no handler for is rejected without
-        a history event, so no recorded history contains this Update and none replays into this code."""
+        shipment, over the credit limit, stale version) come back as the activity's ApplicationError. An amendment
+        whose prices meet a rule of the quote policy is answered at once with the order as it stands and the
+        amendment pending (its ApprovalChain decides; the main loop applies it once approved).
+        A brand-new handler needed no workflow.patched: an Update the worker has no handler for is rejected without
+        a history event, so no history recorded before it contains this Update. Histories recorded since replay
+        through it, and take the approval path only when the activity's recorded result asked for approval."""
         await workflow.wait_condition(lambda: self._quote is not None)
         self._check_amend(cmd)
         self._amend, self._amend_answer = cmd, None
@@ -1190,9 +1367,13 @@ class QuoteToCash:
 
     @workflow.signal(name=APPROVAL_STATUS_SIGNAL)
     def approval_status(self, notice: ApprovalStatusNotice) -> None:
-        # Only the quote chain hands the document back to the rep; the credit chain's notices change nothing.
+        # Only the quote chain hands the document back to the rep; the credit chain's notices change nothing. An
+        # amendment sent back is not edited and resubmitted: the main loop takes it as rejected (the rep amends again).
         if notice.request_key == f"quote:{self._number}":
             self._approval_notices.append(notice)
+        elif (self._pending_amendment is not None and notice.request_key == self._pending_amendment.request_key
+              and notice.status == "changes_requested"):
+            self._amendment_sent_back = notice.comment or "changes requested"
 
     @workflow.query
     def view(self) -> OrderView:
@@ -1205,6 +1386,7 @@ class QuoteToCash:
             open_shipments=tuple(self._shipment_numbers[s] for s in self._open_shipments()),
             approval_workflow_id=self._approval_wf,
             credit_workflow_id=self._credit_wf,
+            pending_amendment=self._pending_amendment,
         )
 
 

@@ -1,15 +1,28 @@
 """POST /api/v1/quotes/{number}/amend through a real Temporal dev server and worker: a confirmed order amended
 (down with a credit note, up with a new line), refused below what waits in an open shipment (422, naming the
-shipment), over the credit limit (409 CreditLimitExceeded), on a stale version (409), and for the warehouse (403).
-Fixtures and helpers come from tests/api/test_quotes_api.py."""
+shipment), over the credit limit (409 CreditLimitExceeded), on a stale version (409), and for the warehouse (403);
+a price the quote policy routes answers 202 with the amendment pending (shown on the order and its page with its
+task; a second amendment meanwhile is a 409), and a sales manager's rejection in the inbox leaves the order as it
+was. Fixtures and helpers come from tests/api/test_quotes_api.py."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 
+from sqlmodel import Session
+
 from api import quotes
+from models import order_views
 from tests.api.test_quotes_api import eventually, live, order_row  # noqa: F401  (live is a fixture)
 from tests.sales_world import CABLE, CUSTOMER, LAMP, SCARCE
+
+
+def order_tasks(engine, number: str) -> list:
+    with Session(engine) as s:
+        tasks = order_views.order_tasks(s, number)
+        s.expunge_all()
+        return tasks
 
 
 async def test_amend_a_confirmed_order_through_the_api(live):
@@ -115,10 +128,49 @@ async def test_amend_prices_through_the_api(live):
     dearer = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(lamp_price="50.00"))
     assert dearer.status_code == 409 and dearer.headers[quotes.REFUSAL_HEADER] == "OrderStateInvalid", dearer.text
     assert "cancel the order and invoice it again at 50.00" in dearer.text
-    # 40.00 a lamp: 1,090.00 for 1,215.00 agreed is 10.288 % off, past the policy's 10 %.
+    # 40.00 a lamp: 1,090.00 for 1,215.00 agreed is 10.288 % off, past the policy's 10 %: accepted for approval
+    # (202; request 2: the refused amendment above took key 1), nothing changed yet; the order shows it and its task.
     cheap = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(lamp_price="40.00"))
-    assert cheap.status_code == 409 and cheap.headers[quotes.REFUSAL_HEADER] == "OrderStateInvalid", cheap.text
-    assert "10.288 % off the agreed prices" in cheap.text and "discount % > 10" in cheap.text
+    assert cheap.status_code == 202, cheap.text
+    out = cheap.json()
+    pending = out["pending_amendment"]
+    assert (out["version"], D(out["amount_total"])) == (1, D("1445.85"))
+    assert (pending["request_key"], pending["requested_by"], pending["summary"], D(pending["amount_total"])) == (
+        f"amendment:{number}:2", "sam.sales", f"{LAMP} price 45.00 → 40.00", D("1297.10"))
+    assert "discount % > 10" in pending["reason"]
+    assert [(ln["sku"], D(ln["unit_price_before"]), D(ln["unit_price"])) for ln in pending["lines"]] == [
+        (LAMP, D("45.00"), D("40.00"))]
+    got = (await sam.get(f"/api/v1/quotes/{number}")).json()
+    assert got["pending_amendment"]["request_key"] == f"amendment:{number}:2"
+    tasks = await eventually(lambda: [t for t in order_tasks(live.engine, number)
+                                      if t.request_key == f"amendment:{number}:2"], "the amendment's task")
+    listed = (await sam.get(f"/api/v1/quotes/{number}")).json()["approval_tasks"]
+    assert [(t["request_key"], t["status"], t["candidate_groups"]) for t in listed] == [
+        (f"amendment:{number}:2", "ready", ["sales-manager"])]
+    # The order page shows it with a link to the task, and offers no second amendment meanwhile.
+    page = (await (await live.browser("sam.sales")).get(f"/orders/{number}")).text
+    assert 'id="pending-amendment"' in page and f'href="/inbox/{tasks[0].task_key}"' in page
+    assert f"{LAMP} price 45.00 → 40.00" in page and 'data-action="amend"' not in page
+    # A second amendment waits for the first one's decision.
+    second = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(lamp_price="42.00"))
+    assert second.status_code == 409 and second.headers[quotes.REFUSAL_HEADER] == "OrderStateInvalid", second.text
+    assert "already has an amendment awaiting approval" in second.text
+    # A sales manager rejects it through the inbox API: the order stays as it was.
+    rejected = await live.api("mia.manager").post(f"/api/v1/tasks/{tasks[0].task_key}/decision",
+                                                  json={"outcome": "rejected", "comment": "too cheap"})
+    assert rejected.status_code == 200, rejected.text
+
+    async def settled() -> dict:
+        for _ in range(300):
+            now = (await sam.get(f"/api/v1/quotes/{number}")).json()
+            if now["pending_amendment"] is None:
+                return now
+            await asyncio.sleep(0.1)
+        raise AssertionError("the rejected amendment is still pending")
+
+    after = await settled()
+    assert [e["detail"] for e in after["timeline"] if e["what"] == "amendment rejected"] == [
+        f"{LAMP} price 45.00 → 40.00: too cheap"]
     assert order_row(live.engine, number).version == 1
 
     # 42.00 a lamp (6.173 % off): the 25 invoiced get 3.00 each back, 75.00 + 14.25 VAT.

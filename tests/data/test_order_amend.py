@@ -3,8 +3,9 @@ units invoiced beyond the new quantity credited) and up or new lines (priced by 
 reserved, the ordered-policy increase invoiced); refusals below what shipped or waits in an open shipment, over the
 credit limit, on a stale version; and a repeat by key that changes nothing. Prices (step 9): a lower price or
 a line discount holds for the whole line, invoiced units get the difference back in a credit note with tax; a
-higher price on invoiced units, a rise over the credit limit and a price the approval policy would route are
-refused. SQLite and PostgreSQL.
+higher price on invoiced units and a rise over the credit limit are refused; a price the quote approval policy
+routes asks for approval (AmendmentNeedsApproval, nothing written) unless the approval is given. SQLite and
+PostgreSQL.
 
 Figures from tests/sales_world.py: C-1000 contractor prices CAB-100 9.00, LAMP-200 45.00 from 10 pieces (else
 50.00), SCARCE-300 89.99; C-3000 list prices and a 1,000.00 limit; VAT 19 %."""
@@ -41,7 +42,7 @@ from tests.data.test_orders import (
     ship,
 )
 from tests.sales_world import CABLE, LAMP, SCARCE, build_sales_world_in
-from workflows.contracts import Actor, AmendOrderCommand
+from workflows.contracts import Actor, AmendedLine, AmendOrderCommand
 
 SAM = Actor("sam.sales", ("sales",))
 
@@ -51,10 +52,10 @@ def sw(any_engine) -> tuple:
     return any_engine, build_sales_world_in(any_engine)
 
 
-def amend(engine, number, *lines, key="k1", expected_version=None, invoice_key=None, comment=""):
+def amend(engine, number, *lines, key="k1", expected_version=None, invoice_key=None, comment="", **approval):
     cmd = AmendOrderCommand(SAM, tuple(lines), comment=comment, expected_version=expected_version)
     return run(engine, orders.amend_order, number, cmd, key=f"{number}/amend/{key}", today=TODAY,
-               invoice_key=invoice_key)
+               invoice_key=invoice_key, **approval)
 
 
 def order(engine, number) -> SalesOrder:
@@ -369,34 +370,127 @@ def test_a_higher_price_on_invoiced_units_is_refused_on_the_rest_it_is_credit_ch
     assert amend(engine, tight, line(CABLE, "80", unit_price=D("10.50"))).amount_total == D("999.60")
 
 
-def test_a_price_beyond_what_the_approval_policy_allows_is_refused_naming_the_limit(sw):
-    engine, world = sw
+def publish_quote_policy(engine) -> None:
     with Session(engine) as s, s.begin():  # discounts off the agreed prices above 10 % need a sales manager
         publish(s, create_draft(s, two_step_quote_policy(), author="paula.designer", effective_from=TODAY),
                 publisher="peter.designer")
+
+
+def test_a_price_beyond_what_the_approval_policy_allows_asks_for_approval_and_writes_nothing(sw):
+    engine, world = sw
+    publish_quote_policy(engine)
     number = quote(engine, line(CABLE, "20"), line(LAMP, "5"))  # agreed: 180.00 + 250.00, cost 120.00 + 150.00
     confirm(engine, number)
     run(engine, orders.reserve_order, number)
     before = written(engine)
 
     # Cables at 6.00: 370.00 for 430.00 agreed is 13.953 % off, margin 100 / 370.
-    with pytest.raises(orders.RepricingRefused) as err:
+    with pytest.raises(orders.AmendmentNeedsApproval) as err:
         amend(engine, number, line(CABLE, "20", unit_price=D("6.00")), line(LAMP, "5"))
-    assert str(err.value) == (
-        f"the new prices take order {number} to 13.953 % off the agreed prices (margin 27.027 %), and the quote "
-        "approval policy (version 1) asks for approval when discount % > 10 (discount>10: Sales manager approval). "
-        "Re-approving an amendment is not supported: keep the price within the policy, or cancel the order and "
-        "quote it again for approval")
+    rule = ("the quote approval policy (version 1) asks for approval when discount % > 10 (discount>10: Sales "
+            "manager approval)")
+    assert str(err.value) == (f"the new prices take order {number} to 13.953 % off the agreed prices (margin "
+                              f"27.027 %), and {rule}: the amendment needs approval")
+    asked = err.value.approval
+    assert (asked.policy_version, asked.rule_ids, asked.reason, asked.summary) == (
+        1, ("discount>10",), rule, f"{CABLE} price 9.00 → 6.00")
+    # What the approvers judge: the amended order's facts (as a new quote's), and each changed line before → after.
+    assert (asked.facts.amount, asked.facts.discount_percent, asked.facts.margin_percent, asked.facts.requester) == (
+        D("370.00"), D("13.953"), D("27.027"), "sam.sales")
+    assert (asked.amount_total_before, asked.amount_total) == (D("511.70"), D("440.30"))  # 370.00 + 70.30 VAT
+    assert asked.lines == (AmendedLine(1, CABLE, D("20"), D("20"), D("9.00"), D("6.00"), D("0"), D("0"),
+                                       D("120.00")),)
+    assert written(engine) == before and order(engine, number).version == 1
+    assert order_lines(engine, number)[CABLE].unit_price == D("9.00")
+
     # A discount and a new line priced by hand count as the rep's prices too: 4.00 a cable is past both rules.
-    with pytest.raises(orders.RepricingRefused, match=r"discount % > 20 \(discount>20: CFO approval\)"):
+    with pytest.raises(orders.AmendmentNeedsApproval, match=r"discount % > 20 \(discount>20: CFO approval\)") as err:
         amend(engine, number, line(CABLE, "20", unit_price=D("4.00")), line(LAMP, "5"))
-    with pytest.raises(orders.RepricingRefused, match="to 13.844 % off"):  # 18.00 for 89.99: 71.99 of 519.99
+    assert err.value.approval.rule_ids == ("discount>10", "discount>20")
+    with pytest.raises(orders.AmendmentNeedsApproval, match="to 13.844 % off") as err:  # 18.00 for 89.99
         amend(engine, number, line(CABLE, "20"), line(LAMP, "5"), line(SCARCE, "1", discount_percent=D("80")))
+    assert err.value.approval.lines == (AmendedLine(3, SCARCE, D("0"), D("1"), None, D("89.99"), None, D("80"),
+                                                    D("18.00")),)
     assert written(engine) == before and order(engine, number).version == 1
 
     # 7.00: 390.00 is 9.302 % off, within the policy.
     result = amend(engine, number, line(CABLE, "20", unit_price=D("7.00")), line(LAMP, "5"))
     assert (result.version, result.quote.concession_percent, result.amount_total) == (2, D("9.302"), D("464.10"))
+    assert result.approval_needed is None
+
+
+def test_an_approved_amendment_applies_without_asking_the_policy_again(sw):
+    engine, world = sw
+    publish_quote_policy(engine)
+    number = quote(engine, line(CABLE, "20"), line(LAMP, "5"))
+    confirm(engine, number)
+    run(engine, orders.reserve_order, number)
+    run(engine, orders.invoice_order, number, f"{number}/inv/1", today=TODAY)  # the 5 lamps: 250.00 + 47.50
+
+    # Lamps at 40.00 (80 % of the agreed 50.00): 380.00 for 430.00 is 11.628 % off. Approved, it applies: the 5
+    # invoiced lamps get 10.00 each back, 50.00 + 9.50 VAT, and the trail names the approval and who gave it.
+    cheaper = (line(CABLE, "20"), line(LAMP, "5", unit_price=D("40.00")))
+    with pytest.raises(orders.AmendmentNeedsApproval):
+        amend(engine, number, *cheaper)
+    result = amend(engine, number, *cheaper, approval_key=f"amendment:{number}:1", approved_by=("mia.manager",))
+    assert (result.version, result.amount_total, result.credit_note_amount, result.approval_needed) == (
+        2, D("452.20"), D("59.50"), None)
+    assert order_lines(engine, number)[LAMP].unit_price == D("40.00")
+    assert order(engine, number).amount_invoiced == D("238.00")  # 5 × 40.00 + 19 %
+    with Session(engine) as s:
+        event = s.scalars(select(AuditEvent).where(AuditEvent.action == "order.amended")).one()
+        assert (event.actor, event.data["approval_key"], event.data["approved_by"]) == (
+            "sam.sales", f"amendment:{number}:1", ["mia.manager"])
+    # A repeat by the key changes nothing (the workflow's retry).
+    again = amend(engine, number, *cheaper, approval_key=f"amendment:{number}:1", approved_by=("mia.manager",))
+    assert (again.version, again.credit_note_number) == (2, result.credit_note_number)
+    assert books_balance(engine)
+
+
+def test_every_other_refusal_comes_before_the_approval(sw):
+    engine, world = sw
+    publish_quote_policy(engine)
+    # Tight Credit KG: list prices are its agreed prices, limit 1,000.00; 80 cables at 10.00 are 952.00.
+    number = quote(engine, line(CABLE, "80"), customer="C-3000")
+    confirm(engine, number)
+    before = written(engine)
+    # 100 at 8.90 is 11 % off (the policy would ask) but 1,059.10 is over the limit: refused, not sent to approval.
+    with pytest.raises(orders.CreditLimitExceeded, match="exposure of 1059.10 would exceed the credit limit"):
+        amend(engine, number, line(CABLE, "100", unit_price=D("8.90")))
+    # Approved or not, the credit limit holds.
+    with pytest.raises(orders.CreditLimitExceeded):
+        amend(engine, number, line(CABLE, "100", unit_price=D("8.90")), approval_key=f"amendment:{number}:1")
+    assert written(engine) == before and order(engine, number).version == 1
+    # 85 at 8.90 (902.37) is within the limit: only the policy stands in the way.
+    with pytest.raises(orders.AmendmentNeedsApproval):
+        amend(engine, number, line(CABLE, "85", unit_price=D("8.90")))
+
+
+def test_unapplied_amendment_answers_with_the_order_as_it_stands(sw):
+    engine, world = sw
+    publish_quote_policy(engine)
+    number = quote(engine, line(CABLE, "20"), line(LAMP, "5"))
+    confirm(engine, number)
+    with pytest.raises(orders.AmendmentNeedsApproval) as err:
+        amend(engine, number, line(CABLE, "20", unit_price=D("6.00")), line(LAMP, "5"))
+    result = read(engine, orders.unapplied_amendment, number, err.value.approval)
+    assert (result.version, result.amount_total, result.released, result.credit_note_number) == (
+        1, D("511.70"), D("0"), None)
+    assert (result.summary, result.approval_needed, result.invoice.invoice_number) == (
+        f"{CABLE} price 9.00 → 6.00", err.value.approval, None)
+    assert result.quote.lines[0].unit_price == D("9.00")
+
+
+def test_rep_notices_go_to_the_rep_alone(sw):
+    engine, world = sw
+    number = quote(engine, line(CABLE, "20"))  # Elektro Muster has an e-mail address: it hears of everything else
+    added = run(engine, orders.queue_order_notice, number, message_key=f"{number}/amend/1:amendment_rejected",
+                event="amendment_rejected", detail="too cheap", public_url="http://x")
+    with Session(engine) as s:
+        sent = s.scalars(select(OutboxMessage).where(OutboxMessage.message_key.startswith(f"{number}/amend/1"))).all()
+        assert added == 1 and [(m.message_key, m.recipient) for m in sent] == [
+            (f"{number}/amend/1:amendment_rejected:sam.sales", "sam.sales@tradeflow.test")]
+        assert sent[0].subject == f"Order {number}: amendment not approved" and "too cheap" in sent[0].body
 
 
 def test_a_removed_line_stays_at_zero_with_its_units_released_and_credited(sw):
