@@ -21,7 +21,7 @@ from activities import build_activities
 from activities.mailer import run_mailer
 from config import Settings, connect_temporal, load_settings
 from models.db import make_engine
-from workflows.registry import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS, workflow_runner
 
 log = logging.getLogger("tradeflow.worker")
 
@@ -59,6 +59,7 @@ async def run_worker(settings: Settings) -> None:
             client,
             task_queue=settings.temporal_task_queue,
             workflows=ALL_WORKFLOWS,
+            workflow_runner=workflow_runner(),
             activities=activities,
             activity_executor=executor,
             max_concurrent_activities=settings.activity_threads,

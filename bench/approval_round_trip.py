@@ -49,6 +49,7 @@ from models.approval_policies import create_draft, publish  # noqa: E402
 from models.db import make_engine  # noqa: E402
 from scripts.run import TUNED_DEV_SERVER_FLAGS  # noqa: E402
 from workflows.approval_chain import ApprovalChainWorkflow  # noqa: E402
+from workflows.registry import workflow_runner  # noqa: E402
 from workflows.approval_rules import (  # noqa: E402
     Condition,
     DocumentKind,
@@ -175,7 +176,7 @@ async def run_store(env: WorkflowEnvironment, store: str, url: str, args) -> boo
     chains = Chains(env.client, engine, task_queue, observer)
     with ThreadPoolExecutor(max_workers=8) as pool:
         async with Worker(
-            env.client, task_queue=task_queue, workflows=[ApprovalChainWorkflow],
+            env.client, task_queue=task_queue, workflows=[ApprovalChainWorkflow], workflow_runner=workflow_runner(),
             activities=[approvals.load_policy, approvals.register_request, approvals.resolve_candidates,
                         approvals.save_task, approvals.notify, approvals.finish_request],
             activity_executor=pool,

@@ -40,7 +40,7 @@ if __name__ == "__main__":  # run as a script: the project's packages; imported 
 
 from temporalio import workflow  # noqa: E402
 
-# No filesystem calls at import time: the twin's worker imports this module (and passes it through the sandbox).
+# No filesystem calls at import time: the twin's worker imports this module.
 with workflow.unsafe.imports_passed_through():
     from bench.temporal_ceiling import noop_activity
 
@@ -353,10 +353,9 @@ async def measure(args: argparse.Namespace) -> None:
 def compile_project() -> None:
     """Write the project's bytecode before the worker starts, as an image build does (`compileall`).
 
-    The sandbox imports each workflow's module afresh for every workflow run; without a .pyc (this machine sets
-    PYTHONDONTWRITEBYTECODE=1, so nothing ever writes one) that import compiles quote_to_cash.py from source, three
-    times per order (QuoteToCash, ApprovalChain, Shipment): measured at about a sixth of the worker's CPU. The
-    twin's module is passed through the sandbox, so it never pays this."""
+    This machine sets PYTHONDONTWRITEBYTECODE=1, so nothing ever writes a .pyc: without this, the worker's start
+    compiles the project from source. (Under the SDK's sandbox, which re-imported a workflow's module for every
+    run, that was a sixth of the worker's CPU; workflows now run unsandboxed, see workflows.registry.)"""
     import compileall
 
     root = Path(__file__).resolve().parent.parent

@@ -1,9 +1,8 @@
 """The raw Temporal ceiling on this machine: what the platform can never beat.
 
 Starts its own dev server with exactly the flags `make run` uses (file database in a temp dir, tuned pragmas
-and dynamic config, OS-chosen ports), one worker in its own process (sandboxed workflow runner, default
-options, as production; this module is passed through the sandbox so its own import cost is not charged to
-Temporal), and drives two no-op shapes from this process:
+and dynamic config, OS-chosen ports), one worker in its own process (the workflow runner production uses,
+workflows.registry.workflow_runner, otherwise default options), and drives two no-op shapes from this process:
 
     noact   a workflow that returns at once
     act1    a workflow that runs one no-op activity
@@ -79,9 +78,8 @@ def worker_main(address: str, namespace: str, task_queue: str, module: str = "be
 
     from temporalio.client import Client
     from temporalio.worker import Worker
-    from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
-
     from config import data_converter
+    from workflows.registry import workflow_runner
 
     async def run() -> None:
         # The product's converter, so a ratio against these shapes compares workflows, not converters.
@@ -90,12 +88,9 @@ def worker_main(address: str, namespace: str, task_queue: str, module: str = "be
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
-        # The sandbox re-executes a workflow's module for every workflow run; this file is a benchmark
-        # harness, not a workflow module, and re-running it (~4 ms) would be charged to Temporal. Passing it
-        # through keeps the sandbox on and measures Temporal's own cost.
-        runner = SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules(__name__, module)
-        )
+        # The runner Tradeflow's own worker uses (unsandboxed, see workflows.registry.workflow_runner): the
+        # ceiling and the product then pay the same per-activation cost, and a ratio compares workflows.
+        runner = workflow_runner()
         shapes = importlib.import_module(module)
         async with Worker(
             client,

@@ -140,7 +140,7 @@ async def worker(temporal_env, people_engine):
     from temporalio.worker import Worker
 
     from activities import build_activities
-    from workflows.registry import ALL_WORKFLOWS
+    from workflows.registry import ALL_WORKFLOWS, workflow_runner
 
     task_queue = f"test-{uuid.uuid4()}"
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -148,6 +148,7 @@ async def worker(temporal_env, people_engine):
             temporal_env.client,
             task_queue=task_queue,
             workflows=ALL_WORKFLOWS,
+            workflow_runner=workflow_runner(),
             activities=build_activities(people_engine),
             activity_executor=pool,
         ):

@@ -25,7 +25,7 @@ from tests.approval_world import publish_policy, two_step_quote_policy
 from workflows.approval_chain import ApprovalChainWorkflow
 from workflows.approval_rules import ExpiryAction, PolicyBody, PolicyRule, RequestFacts, StepSla, StepSpec
 from workflows.contracts import ApprovalChainInput, approval_id
-from workflows.registry import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS, workflow_runner
 from workflows.search_attributes import TRADEFLOW_SEARCH_ATTRIBUTES
 
 
@@ -87,6 +87,7 @@ async def test_reminder_then_escalation_then_expiry(skipping_env, people_engine)
     key, queue, request = await run_chain(skipping_env, people_engine, two_step_quote_policy())
     with ThreadPoolExecutor(4) as pool:
         async with Worker(skipping_env.client, task_queue=queue, workflows=ALL_WORKFLOWS,
+                          workflow_runner=workflow_runner(),
                           activities=build_activities(people_engine), activity_executor=pool):
             handle = await skipping_env.client.start_workflow(
                 ApprovalChainWorkflow.run, request, id=approval_id(key), task_queue=queue
@@ -129,6 +130,7 @@ async def test_expiry_can_auto_approve_when_the_policy_says_so(skipping_env, peo
     key, queue, request = await run_chain(skipping_env, people_engine, lenient)
     with ThreadPoolExecutor(4) as pool:
         async with Worker(skipping_env.client, task_queue=queue, workflows=ALL_WORKFLOWS,
+                          workflow_runner=workflow_runner(),
                           activities=build_activities(people_engine), activity_executor=pool):
             handle = await skipping_env.client.start_workflow(
                 ApprovalChainWorkflow.run, request, id=approval_id(key), task_queue=queue

@@ -32,7 +32,7 @@ from tests.mail_sink import MailSink, mail_sink  # noqa: F401  (mail_sink is a f
 from workflows.approval_chain import ApprovalChainWorkflow
 from workflows.approval_rules import RequestFacts
 from workflows.contracts import Actor, ApprovalChainInput, DecideCommand, TaskCommand, approval_id
-from workflows.registry import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS, workflow_runner
 from workflows.search_attributes import TRADEFLOW_SEARCH_ATTRIBUTES
 
 PUBLIC_URL = "http://127.0.0.1:8000"  # build_activities' default: what the worker fixture links to
@@ -218,6 +218,7 @@ async def test_reminder_and_escalation_mails_reach_smtp_with_links_and_substitut
     queue = f"test-{uuid.uuid4()}"
     with ThreadPoolExecutor(4) as pool:
         async with Worker(skipping_env.client, task_queue=queue, workflows=ALL_WORKFLOWS,
+                          workflow_runner=workflow_runner(),
                           activities=build_activities(people_engine, "https://tradeflow.example.com/"),
                           activity_executor=pool):
             handle = await skipping_env.client.start_workflow(

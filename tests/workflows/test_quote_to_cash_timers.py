@@ -43,7 +43,7 @@ from workflows.contracts import (
     shipment_id,
 )
 from workflows.quote_to_cash import QuoteToCash, ShipmentWorkflow
-from workflows.registry import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS, workflow_runner
 
 REP = Actor("sam.sales", ("sales",))
 WAREHOUSE = Actor("walter.warehouse", ("warehouse",))
@@ -53,7 +53,7 @@ WAREHOUSE = Actor("walter.warehouse", ("warehouse",))
 async def running(env, engine):
     queue = f"test-{uuid.uuid4()}"
     with ThreadPoolExecutor(4) as pool:
-        async with Worker(env.client, task_queue=queue, workflows=ALL_WORKFLOWS,
+        async with Worker(env.client, task_queue=queue, workflows=ALL_WORKFLOWS, workflow_runner=workflow_runner(),
                           activities=build_activities(engine), activity_executor=pool):
             yield queue
 

@@ -15,7 +15,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.workflows.histories import HISTORY_DIR
-from workflows.registry import ALL_WORKFLOWS
+from workflows.registry import ALL_WORKFLOWS, workflow_runner
 
 SAVED = sorted(HISTORY_DIR.glob("*.json"))
 
@@ -36,7 +36,8 @@ def test_histories_are_saved_for_the_long_running_workflows():
 
 @pytest.mark.parametrize("path", SAVED, ids=[p.stem for p in SAVED])
 async def test_a_saved_history_replays_against_the_current_code(path):
-    replayer = Replayer(workflows=ALL_WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=ALL_WORKFLOWS, workflow_runner=workflow_runner(),
+                        data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(load(path), raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
 
