@@ -788,7 +788,8 @@ async def create_quote(session: Session, client_source: ClientSource, settings, 
     try:
         async with asyncio.timeout(START_TIMEOUT_SECONDS):
             await client.start_workflow(
-                QUOTE_TO_CASH_WORKFLOW, QuoteToCashInput(quote_number=number, rep=viewer.username),
+                QUOTE_TO_CASH_WORKFLOW,
+                QuoteToCashInput(quote_number=number, rep=viewer.username, standing_timers=True),
                 id=q2c_id(number), task_queue=settings.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 search_attributes=new_order_attributes(amount_total=total, rep=viewer.username,

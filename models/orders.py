@@ -1245,20 +1245,27 @@ def record_payment(
 
     named = None
     if invoice_number:
-        named = session.scalars(select(CustomerInvoice).where(CustomerInvoice.number == invoice_number)).first()
+        # Locked as the open invoices below are: its residual is what this payment settles.
+        named = session.scalars(select(CustomerInvoice).where(CustomerInvoice.number == invoice_number)
+                                .with_for_update()).first()
         if named is None or named.kind != "invoice":
             raise OrderInputError("invoice_number", f"no invoice {invoice_number!r}")
         if named.customer_id != customer.id:
             raise OrderInputError("invoice_number", f"invoice {invoice_number} is not an invoice of {customer.code}")
-    open_invoices = list(session.execute(
-        select(CustomerInvoice)
-        .where(CustomerInvoice.customer_id == customer.id, CustomerInvoice.kind == "invoice",
-               CustomerInvoice.amount_residual > 0)
-        .order_by(CustomerInvoice.invoice_date, CustomerInvoice.id)
-        .with_for_update()
-    ).scalars())
-    if named is not None:
-        open_invoices = [named] + [i for i in open_invoices if i.id != named.id]
+    if named is not None and amount <= money(named.amount_residual):
+        # The named invoice takes it all (the usual case: a customer pays the invoice they name): the customer's
+        # other open invoices are neither read nor locked.
+        open_invoices = [named]
+    else:
+        open_invoices = list(session.execute(
+            select(CustomerInvoice)
+            .where(CustomerInvoice.customer_id == customer.id, CustomerInvoice.kind == "invoice",
+                   CustomerInvoice.amount_residual > 0)
+            .order_by(CustomerInvoice.invoice_date, CustomerInvoice.id)
+            .with_for_update()
+        ).scalars())
+        if named is not None:
+            open_invoices = [named] + [i for i in open_invoices if i.id != named.id]
     left = amount
     allocations: list[tuple[CustomerInvoice, Decimal]] = []
     for invoice in open_invoices:

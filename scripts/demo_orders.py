@@ -169,8 +169,8 @@ async def _until(handle: WorkflowHandle, check, what: str) -> OrderView:
 
 async def _advance(client: Client, task_queue: str, plan: Plan, number: str) -> str:
     handle = await client.start_workflow(
-        QUOTE_TO_CASH_WORKFLOW, QuoteToCashInput(quote_number=number, rep=REP.username), id=q2c_id(number),
-        task_queue=task_queue, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
+        QUOTE_TO_CASH_WORKFLOW, QuoteToCashInput(quote_number=number, rep=REP.username, standing_timers=True),
+        id=q2c_id(number), task_queue=task_queue, id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE)
     if plan.goal == "draft":
         return "draft"
     await _update(handle, "submit", QuoteCommand(REP, comment="demo"))

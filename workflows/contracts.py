@@ -401,6 +401,10 @@ class QuoteLineInput:
 class QuoteToCashInput:
     quote_number: str   # the quote row exists (models/sales.create_quote) before the workflow starts
     rep: str            # username of the sales rep (the approval requester)
+    # Consecutive waits on one deadline share one timer (the validity date over approval and acceptance, the next
+    # reminder over fulfilment and payment) instead of a timer per wait. Starters set it; runs recorded before it
+    # existed (their input has no such field) keep a timer per wait, as their histories say.
+    standing_timers: bool = False
 
 
 @dataclass(frozen=True)

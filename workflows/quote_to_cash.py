@@ -273,6 +273,9 @@ class QuoteToCash:
         # a person acting on what the page shows (accept a quote just approved) must not be refused in that gap.
         self._becoming: str | None = None
         self._edits = 0  # counts edits, so a wait on the validity date wakes when the date may have moved
+        # standing_timers: the timer of the current deadline, kept across the waits that share it (see _wait).
+        self._timer: asyncio.Task | None = None
+        self._timer_due: datetime | None = None
         # Signals, and how many of each the main loop has handled (they may arrive during any await).
         self._payments: list[PaymentNotice] = []
         self._payments_handled = 0
@@ -1083,6 +1086,10 @@ class QuoteToCash:
                 return False
             edits = self._edits
             self._board.flush()
+            if due is not None and self._request.standing_timers:
+                timer = self._standing_timer(due)
+                await workflow.wait_condition(lambda: condition() or self._edits != edits or timer.done())
+                continue  # the loop's top answers: the condition holds, or the deadline has passed
             try:
                 await workflow.wait_condition(
                     lambda: condition() or self._edits != edits,
@@ -1091,6 +1098,18 @@ class QuoteToCash:
             except asyncio.TimeoutError:
                 if (deadline() if deadline else None) == due:
                     return condition()
+
+    def _standing_timer(self, due: datetime) -> asyncio.Task:
+        """The timer that fires at `due`: the running one when it is for the same deadline, else a new one (the
+        old one cancelled). A timer per wait would be started and cancelled around every wait of a phase; this one
+        is started once per deadline, and one still running when the order ends is simply dropped with it."""
+        if self._timer is not None and not self._timer.done():
+            if self._timer_due == due:
+                return self._timer
+            self._timer.cancel()
+        self._timer_due = due
+        self._timer = asyncio.create_task(workflow.sleep(due - workflow.now()))
+        return self._timer
 
     async def _set_status(self, status: str, actor: str = "system", reason: str = "") -> None:
         self._becoming = status

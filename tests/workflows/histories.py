@@ -10,7 +10,8 @@ Record new files when a workflow gains a path worth guarding (a new name: an exi
 never re-record an old file to make a failing replay pass — that would hide exactly the break the file is there to
 catch (version the change with workflow.patched). The q2c files without "_lean" were recorded before workflows were
 started with their search attributes (the old, patched-asking path); the "_lean" ones after (see
-workflows/search_attributes.SearchAttributeBoard): both kinds of running order are guarded.
+workflows/search_attributes.SearchAttributeBoard); the "_standing" ones after starters set
+QuoteToCashInput.standing_timers (one timer per deadline): every kind of running order is guarded.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ async def start(temporal_env, task_queue, engine, customer: str, lines, **draft)
                                            **draft), rep=REP.username, today=utcnow().date())
         total, customer_code, warehouse_code = quote_identity(s, order.number)
     return await temporal_env.client.start_workflow(
-        QuoteToCash.run, QuoteToCashInput(order.number, REP.username), id=q2c_id(order.number),
+        QuoteToCash.run, QuoteToCashInput(order.number, REP.username, standing_timers=True), id=q2c_id(order.number),
         task_queue=task_queue,
         search_attributes=new_order_attributes(amount_total=total, rep=REP.username, customer_code=customer_code,
                                                warehouse_code=warehouse_code),
@@ -236,7 +236,7 @@ async def test_straight_through_to_done(temporal_env, worker, people_engine, wor
     view = await handle.result()
     # q2c_straight_through_done.json is the same order before the folded steps (q2c-folded-steps); kept, not
     # re-recorded, so orders that were running then still replay.
-    await keep_history(handle, "q2c_straight_through_done_v2_lean")
+    await keep_history(handle, "q2c_straight_through_done_v2_standing")
     await keep_history(shp, "shipment_picked_packed_shipped_lean")
 
     # The folded order phase: acceptance, confirmation and each settlement are one activity (one transaction) each.
@@ -440,7 +440,7 @@ async def test_partial_shipment_backorder_then_completion(temporal_env, worker, 
     await pay(engine, client, reference="BANK-0200", customer=world.cash_customer_code,
               amount="952.00")
     view = await handle.result()
-    await keep_history(handle, "q2c_backorder_completed_lean")
+    await keep_history(handle, "q2c_backorder_completed_standing")
 
     assert view.status == "done"
     whats = [e.what for e in view.timeline]
@@ -473,7 +473,7 @@ async def test_cancel_after_partial_shipment_compensates(temporal_env, worker, p
     assert await handle.execute_update(QuoteToCash.cancel, QuoteCommand(REP, "customer found another supplier")) \
         == "cancelled"
     view = await handle.result()
-    await keep_history(handle, "q2c_cancelled_after_partial_shipment_lean")
+    await keep_history(handle, "q2c_cancelled_after_partial_shipment_standing")
 
     cancelled = [e for e in view.timeline if e.what == "order cancelled"]
     assert len(cancelled) == 1

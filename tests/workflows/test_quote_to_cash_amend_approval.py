@@ -72,7 +72,7 @@ async def start(temporal_env, task_queue, engine, customer: str, rep: Actor, lin
                              rep=rep.username, today=utcnow().date())
         total, customer_code, warehouse_code = quote_identity(s, order.number)
     return await temporal_env.client.start_workflow(
-        QuoteToCash.run, QuoteToCashInput(order.number, rep.username), id=q2c_id(order.number),
+        QuoteToCash.run, QuoteToCashInput(order.number, rep.username, standing_timers=True), id=q2c_id(order.number),
         task_queue=task_queue,
         search_attributes=new_order_attributes(amount_total=total, rep=rep.username, customer_code=customer_code,
                                                warehouse_code=warehouse_code))
@@ -213,7 +213,7 @@ async def test_an_amendment_beyond_the_policy_waits_for_approval_then_applies(te
     assert view.status == "done" and receivable(engine, world.customer_id) == 0
     assert rep_notices(engine, quote) == []  # nothing went wrong: the rep was only told by the chain
     assert_ledger_balances(engine)
-    await keep_history(handle, "q2c_amend_approved_lean")
+    await keep_history(handle, "q2c_amend_approved_standing")
     await keep_history(chain, "approval_amendment_approved")
 
 

@@ -96,7 +96,7 @@ async def test_ship_complete_waits_for_the_receipt_then_ships_once(temporal_env,
 
     await pay(engine, client, reference="BANK-0300", customer=world.tight_customer_code, amount="952.00")
     view = await handle.result()
-    await keep_history(handle, "q2c_ship_complete_after_receipt_lean")
+    await keep_history(handle, "q2c_ship_complete_after_receipt_standing")
 
     assert view.status == "done" and view.open_shipments == ()
     whats = [e.what for e in view.timeline]
@@ -151,7 +151,7 @@ async def test_drop_ship_line_gets_its_own_shipment_without_stock_moves(temporal
 
     await pay(engine, client, reference="BANK-0400", customer=world.customer_code, amount="583.10")
     view = await handle.result()
-    await keep_history(handle, "q2c_drop_ship_done_lean")
+    await keep_history(handle, "q2c_drop_ship_done_standing")
 
     assert view.status == "done"
     created = [e.detail for e in view.timeline if e.what == "shipment 2 created"]
@@ -234,7 +234,7 @@ async def test_customer_asked_cancels_the_rest(temporal_env, worker, people_engi
 
     await pay(engine, client, reference="BANK-0500", customer=world.cash_customer_code, amount="595.00")
     view = await handle.result()
-    await keep_history(handle, "q2c_cancel_rest_when_asked_lean")
+    await keep_history(handle, "q2c_cancel_rest_when_asked_standing")
 
     assert view.status == "done"
     whats = [e.what for e in view.timeline]
@@ -284,7 +284,7 @@ async def test_cancel_rest_while_confirmed_credits_what_was_invoiced_ahead(tempo
 
     await pay(engine, client, reference="BANK-0600", customer=world.cash_customer_code, amount="1190.00")
     view = await handle.result()
-    await keep_history(handle, "q2c_cancel_rest_after_partial_shipment_lean")
+    await keep_history(handle, "q2c_cancel_rest_after_partial_shipment_standing")
 
     assert view.status == "done"
     cancelled = [e for e in view.timeline if e.what == "backorder cancelled"]
@@ -350,7 +350,7 @@ async def test_amend_down_then_up_on_a_running_order(temporal_env, worker, peopl
                                                                  D("428.38")]
     await pay(engine, client, reference="BANK-0700", customer=world.customer_code, amount="1606.48")
     view = await handle.result()
-    await keep_history(handle, "q2c_amend_down_then_up_lean")
+    await keep_history(handle, "q2c_amend_down_then_up_standing")
 
     assert view.status == "done"
     amended = [(e.what, e.actor) for e in view.timeline if e.what.startswith("order amended")]

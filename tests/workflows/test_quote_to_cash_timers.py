@@ -86,7 +86,8 @@ async def test_a_quote_not_accepted_expires_at_the_end_of_its_validity_date(skip
     number = quote_for(people_engine, world.customer_code, "10", valid_until=today + timedelta(days=2))
     async with running(skipping_env, people_engine) as queue:
         handle = await skipping_env.client.start_workflow(
-            QuoteToCash.run, QuoteToCashInput(number, REP.username), id=q2c_id(number), task_queue=queue)
+            QuoteToCash.run, QuoteToCashInput(number, REP.username, standing_timers=True), id=q2c_id(number),
+            task_queue=queue)
         assert await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP)) in ("pending_approval", "sent")
         view = await handle.result()  # time skips to the end of the validity date
     assert view.status == "expired"
@@ -105,7 +106,8 @@ async def test_an_unpaid_invoice_is_reminded_then_goes_to_collections(skipping_e
     client = skipping_env.client
     async with running(skipping_env, people_engine) as queue:
         handle = await client.start_workflow(
-            QuoteToCash.run, QuoteToCashInput(number, REP.username), id=q2c_id(number), task_queue=queue)
+            QuoteToCash.run, QuoteToCashInput(number, REP.username, standing_timers=True), id=q2c_id(number),
+            task_queue=queue)
         await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP))
         await sent(handle)
         assert await handle.execute_update(QuoteToCash.accept, QuoteCommand(REP)) == "confirmed"
@@ -145,7 +147,7 @@ async def test_an_unpaid_invoice_is_reminded_then_goes_to_collections(skipping_e
         await handle.signal(QuoteToCash.payment_received, PaymentNotice("BANK-LATE", payment.customer_id,
                                                                         payment.amount))
         view = await handle.result()
-        await keep_history(handle, "q2c_dunning_collections_paid")
+        await keep_history(handle, "q2c_dunning_collections_paid_standing")
     assert view.status == "done"
     whats = [e.what for e in view.timeline]
     assert whats[-6:] == ["payment reminder 1", "payment reminder 2", "payment reminder 3", "handed to collections",
@@ -197,8 +199,8 @@ def order_line(engine, number: str) -> SalesOrderLine:
 
 
 async def accepted(client, queue, engine, number: str, expected: str):
-    handle = await client.start_workflow(QuoteToCash.run, QuoteToCashInput(number, REP.username), id=q2c_id(number),
-                                         task_queue=queue)
+    handle = await client.start_workflow(QuoteToCash.run, QuoteToCashInput(number, REP.username, standing_timers=True),
+                                         id=q2c_id(number), task_queue=queue)
     await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP))
     await sent(handle)
     assert await handle.execute_update(QuoteToCash.accept, QuoteCommand(REP)) == expected
@@ -242,7 +244,7 @@ async def test_a_ship_complete_order_finds_an_unsignalled_receipt_on_its_hourly_
         await ship_all(client, number, 1)
         await until(lambda: _status(people_engine, number) == "delivered", "delivered")
         view = await paid(people_engine, handle, number, world.tight_customer_code, "952.00", "BANK-QUIET")
-        await keep_history(handle, "q2c_ship_complete_hourly_retry")
+        await keep_history(handle, "q2c_ship_complete_hourly_retry_standing")
     assert view.status == "done"
     whats = [e.what for e in view.timeline]
     assert "shipment 2 created" not in whats and whats.count("backorder") == 1
@@ -322,7 +324,8 @@ async def test_a_credit_hold_nobody_releases_escalates_then_cancels_the_order(sk
     client = skipping_env.client
     async with running(skipping_env, people_engine) as queue:
         handle = await client.start_workflow(
-            QuoteToCash.run, QuoteToCashInput(number, REP.username), id=q2c_id(number), task_queue=queue)
+            QuoteToCash.run, QuoteToCashInput(number, REP.username, standing_timers=True), id=q2c_id(number),
+            task_queue=queue)
         await handle.execute_update(QuoteToCash.submit, QuoteCommand(REP))
         await sent(handle)
         assert await handle.execute_update(QuoteToCash.accept, QuoteCommand(REP)) == "credit_hold"
