@@ -327,6 +327,7 @@ async def measure(args: argparse.Namespace) -> None:
                                                                                    "worker": twin_worker.pid}),
                               twin_worker)
             print(HEADER, flush=True)
+            summaries: list[str] = []
             for in_flight in levels:
                 n = max(args.orders, in_flight * 2)
                 rows = []
@@ -340,6 +341,12 @@ async def measure(args: argparse.Namespace) -> None:
                 for twin, q2c in rows:
                     print_row(twin)
                     print_row(q2c, twin)
+                summaries.append(summary(in_flight, rows))
+            # The machine's speed drifts between cells (seen here: the same cell's server CPU per order +-15 %
+            # from one minute to the next), so one pair says little: the median over the alternating pairs does.
+            print()
+            for line in summaries:
+                print(line, flush=True)
         finally:
             stop_worker(twin_worker)
             stop_worker(q2c_worker)
@@ -368,6 +375,20 @@ HEADER = (
     "| driver CPU ms/order | other programs, cores | throughput ratio | p95 ratio |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
+
+
+def summary(in_flight: int, rows: list[tuple[dict, dict]]) -> str:
+    """One line per in-flight level: the throughput ratio (and the CPU ratio: twin's CPU per order over the
+    order's, all three processes) over the alternating twin/order pairs, median and range."""
+    ratios = [q2c["per_s"] / twin["per_s"] for twin, q2c in rows]
+    cpu = [sum(twin[k] for k in CPU_KEYS) / sum(q2c[k] for k in CPU_KEYS) for twin, q2c in rows]
+    p95 = [q2c["p95_ms"] / twin["p95_ms"] for twin, q2c in rows]
+    return (f"{in_flight} in flight, {len(rows)} pairs: throughput ratio median {statistics.median(ratios):.0%} "
+            f"({min(ratios):.0%}-{max(ratios):.0%}); CPU ratio median {statistics.median(cpu):.0%} "
+            f"({min(cpu):.0%}-{max(cpu):.0%}); p95 ratio median {statistics.median(p95):.1f}x")
+
+
+CPU_KEYS = ("server_ms", "worker_ms", "driver_ms")
 
 
 def print_row(r: dict, twin: dict | None = None) -> None:

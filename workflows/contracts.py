@@ -582,6 +582,10 @@ class ShipmentState:
 @dataclass(frozen=True)
 class ShipmentInput:
     shipment: ShipmentState
+    # Picked and packed show in the shipment's current details (and on the order's pages), not in its search
+    # attributes: TradeflowStatus says pending until it is shipped or cancelled (two upserts fewer per shipment,
+    # each a history event and a visibility write). Shipments started before this field existed upsert every step.
+    quiet_steps: bool = False
 
 
 @dataclass(frozen=True)

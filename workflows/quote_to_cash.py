@@ -871,7 +871,7 @@ class QuoteToCash:
             # order delivered to the customer, models/purchasing.py); the warehouse records the supplier's delivery
             # on this shipment, which values it supplier -> customer and moves none of our stock.
         handle = await workflow.start_child_workflow(
-            ShipmentWorkflow.run, ShipmentInput(state), id=shipment_id(self._number, seq),
+            ShipmentWorkflow.run, ShipmentInput(state, quiet_steps=True), id=shipment_id(self._number, seq),
             search_attributes=self._child_attributes(shipment_attributes(state.status)),
         )
         self._shipments[seq] = handle
@@ -1424,6 +1424,7 @@ class ShipmentWorkflow:
         self._cancel_reason: str | None = None
         self._busy = False  # a step is being recorded: a cancellation waits for it
         self._board = SearchAttributeBoard.for_this_run()
+        self._quiet_steps = request.quiet_steps
 
     @workflow.run
     async def run(self, request: ShipmentInput) -> ShipmentResult:
@@ -1508,10 +1509,11 @@ class ShipmentWorkflow:
             raise _activity_refusal(err) from err
         finally:
             self._busy = False
-        self._board.set(TRADEFLOW_STATUS.value_set(self._state.status),
-                        # Shipped: nobody's turn any more, in the same upsert (lean; the run says it again).
-                        *([TRADEFLOW_CURRENT_GROUP.value_unset()]
-                          if self._board.lean and self._state.status == ShipmentStatus.shipped else []))
+        if not self._quiet_steps or self._state.status == ShipmentStatus.shipped:
+            self._board.set(TRADEFLOW_STATUS.value_set(self._state.status),
+                            # Shipped: nobody's turn any more, in the same upsert (lean; the run says it again).
+                            *([TRADEFLOW_CURRENT_GROUP.value_unset()]
+                              if self._board.lean and self._state.status == ShipmentStatus.shipped else []))
         self._show()
         return self._state
 
