@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
@@ -126,6 +127,15 @@ def _release(info: dict) -> None:
     lock = info.pop(_HOLDS_LOCK, None)
     if lock is not None:
         lock.release()
+
+
+def insert_if_absent(session: Session, table, values: dict, key: str) -> int | None:
+    """Insert unless a row with the same unique `key` exists, in one statement (INSERT ... ON CONFLICT DO NOTHING,
+    on SQLite and PostgreSQL alike); the new row's id, or None when it existed already. RETURNING tells reliably
+    whether the row was new (rowcount of an upsert differs between drivers)."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+    return session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
 
 
 def is_postgres(session_or_engine) -> bool:

@@ -25,6 +25,7 @@ from sqlmodel import Session
 
 from models.accounting import LineSpec, post_entry
 from models.common import ZERO, LocationUsage, MoveKind, money, qty, utcnow
+from models.db import insert_if_absent
 from models.ledger import JournalEntry
 from models.masterdata import Account, Location, Product, ProductCategory, Warehouse
 from models.stock import Quant, Reservation, ReservationDemand, StockMove, ValuationLayer
@@ -127,14 +128,6 @@ class ReserveResult:
     @property
     def shortfall(self) -> Decimal:
         return max(self.requested - self.reserved, ZERO)
-
-
-def _insert_returning_id(session: Session, table, values: dict, key: str) -> int | None:
-    """Insert unless a row with the same `key` exists; the new row's id, or None when it existed already.
-    RETURNING tells reliably whether the row was new (rowcount of an upsert differs between drivers)."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
 
 
 def _is_pg(session: Session) -> bool:
@@ -373,7 +366,7 @@ def post_move(session: Session, request: MoveRequest, *, account_memo: dict | No
 
     # Claim the key first: on SQLite this is the first write (the transaction already holds the lock); on
     # PostgreSQL a concurrent duplicate waits on the unique index and then finds the committed move.
-    claimed_id = _insert_returning_id(
+    claimed_id = insert_if_absent(
         session,
         StockMove.__table__,
         {
