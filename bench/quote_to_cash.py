@@ -198,17 +198,21 @@ async def twin_order(client, task_queue: str, script: TwinScript) -> float:
             i = pending.pop(0)
             child = client.get_workflow_handle(f"{handle.id}/c{i}")
             for _ in range(script.children[i].count("U")):
-                await handle_update_when_started(child)
+                await when_started(lambda c=child: c.execute_update("advance"))
+            # The order's driver awaits the approval chain and the shipment to the end (a long poll on the server)
+            # before it acts on the order again: so does this one.
+            await when_started(child.result)
     await handle.result()
     return time.perf_counter() - started
 
 
-async def handle_update_when_started(child) -> None:
+async def when_started(call) -> None:
+    """call() on a child workflow, again until its parent has started it."""
     from temporalio.service import RPCError, RPCStatusCode
 
     while True:
         try:
-            await child.execute_update("advance")
+            await call()
             return
         except RPCError as err:  # the parent has not started it yet
             if err.status != RPCStatusCode.NOT_FOUND:
