@@ -33,6 +33,7 @@ from models.masterdata import Customer
 from models.users import Group, User
 from ui import TEMPLATES, flash, humanize
 from workflows.approval_rules import DocumentKind
+from workflows.contracts import AMENDMENT_KIND
 
 router = APIRouter(include_in_schema=False)
 
@@ -208,7 +209,8 @@ def inbox_list(request: Request, session: SessionDep, user: PageUser):
         "tabs": tabs,
         "form": form,
         "filtered": bool(filter_params),
-        "kinds": [k.value for k in DocumentKind],
+        # An amendment's chain is judged by the quote policy, so it is no policy kind, but approvers filter by it.
+        "kinds": [*(k.value for k in DocumentKind), AMENDMENT_KIND],
         "statuses": inbox.OPEN,
         "saved": saved,
         "saved_views": views,
@@ -365,7 +367,7 @@ def inbox_task(task_key: str, request: Request, session: SessionDep, user: PageU
 
 # Document kinds whose document is a sales order: the approver sees the customer's credit exposure as it stands
 # now (the request's details are a snapshot taken when the request was made).
-SALES_ORDER_KINDS = (DocumentKind.quote.value, DocumentKind.credit_hold.value)
+SALES_ORDER_KINDS = (DocumentKind.quote.value, DocumentKind.credit_hold.value, AMENDMENT_KIND)
 
 
 def _sales_order_panel(session: Session, task: HumanTask) -> dict[str, Any] | None:

@@ -151,6 +151,12 @@ async def test_amend_prices_through_the_api(live):
     page = (await (await live.browser("sam.sales")).get(f"/orders/{number}")).text
     assert 'id="pending-amendment"' in page and f'href="/inbox/{tasks[0].task_key}"' in page
     assert f"{LAMP} price 45.00 → 40.00" in page and 'data-action="amend"' not in page
+    # The approver's task page shows the change and, as for a quote, the customer's credit exposure; the inbox
+    # filters by the amendment kind.
+    mia_pages = await live.browser("mia.manager")
+    task_page = (await mia_pages.get(f"/inbox/{tasks[0].task_key}")).text
+    assert "Customer credit exposure" in task_page, task_page
+    assert '<option value="amendment"' in (await mia_pages.get("/inbox")).text
     # A second amendment waits for the first one's decision.
     second = await sam.post(f"/api/v1/quotes/{number}/amend", json=body(lamp_price="42.00"))
     assert second.status_code == 409 and second.headers[quotes.REFUSAL_HEADER] == "OrderStateInvalid", second.text
