@@ -124,6 +124,15 @@ async def pending_amendment(handle: WorkflowHandle, cmd: AmendOrderCommand):
     return answer
 
 
+async def cheaper_lamps_awaiting_approval(temporal_env, worker, engine, world) -> tuple[WorkflowHandle, str, str]:
+    """A confirmed order whose rep (Sue) asked for cheaper lamps, beyond the policy: (handle, quote, the open
+    approval task's key)."""
+    handle = await confirmed_order(temporal_env, worker, engine, world)
+    quote = number(handle)
+    await pending_amendment(handle, cheaper_lamps(SUE))
+    return handle, quote, await open_task(temporal_env.client, amendment_request_key(quote, 1))
+
+
 async def test_an_amendment_beyond_the_policy_waits_for_approval_then_applies(temporal_env, worker, people_engine,
                                                                               world):
     engine, client = people_engine, temporal_env.client
@@ -219,10 +228,7 @@ async def test_an_amendment_beyond_the_policy_waits_for_approval_then_applies(te
 
 async def test_a_rejected_amendment_leaves_the_order_as_it_was(temporal_env, worker, people_engine, world):
     engine, client = people_engine, temporal_env.client
-    handle = await confirmed_order(temporal_env, worker, engine, world)
-    quote = number(handle)
-    await pending_amendment(handle, cheaper_lamps(SUE))
-    task = await open_task(client, amendment_request_key(quote, 1))
+    handle, quote, task = await cheaper_lamps_awaiting_approval(temporal_env, worker, engine, world)
     await chain_of(client, quote).execute_update(ApprovalChainWorkflow.decide, DecideCommand(
         task, MANAGER, "rejected", "no, the competitor's lamps are another model"))
 
@@ -248,10 +254,7 @@ async def test_a_rejected_amendment_leaves_the_order_as_it_was(temporal_env, wor
 
 async def test_changes_requested_on_an_amendment_count_as_a_rejection(temporal_env, worker, people_engine, world):
     engine, client = people_engine, temporal_env.client
-    handle = await confirmed_order(temporal_env, worker, engine, world)
-    quote = number(handle)
-    await pending_amendment(handle, cheaper_lamps(SUE))
-    task = await open_task(client, amendment_request_key(quote, 1))
+    handle, quote, task = await cheaper_lamps_awaiting_approval(temporal_env, worker, engine, world)
     chain = chain_of(client, quote)
     await chain.execute_update(ApprovalChainWorkflow.decide, DecideCommand(
         task, OTHER_MANAGER, "changes_requested", "42.00 at most"))
@@ -274,10 +277,7 @@ async def test_changes_requested_on_an_amendment_count_as_a_rejection(temporal_e
 async def test_an_amendment_approved_after_the_order_moved_on_is_refused_then(temporal_env, worker, people_engine,
                                                                               world):
     engine, client = people_engine, temporal_env.client
-    handle = await confirmed_order(temporal_env, worker, engine, world)
-    quote = number(handle)
-    await pending_amendment(handle, cheaper_lamps(SUE))
-    task = await open_task(client, amendment_request_key(quote, 1))
+    handle, quote, task = await cheaper_lamps_awaiting_approval(temporal_env, worker, engine, world)
     # Meanwhile everything ships: a delivered order is not amended any more.
     await ship(client, handle, 1)
     await status(handle, "delivered")
@@ -299,10 +299,7 @@ async def test_an_amendment_approved_after_the_order_moved_on_is_refused_then(te
 
 async def test_cancelling_the_order_cancels_the_pending_amendment(temporal_env, worker, people_engine, world):
     engine, client = people_engine, temporal_env.client
-    handle = await confirmed_order(temporal_env, worker, engine, world)
-    quote = number(handle)
-    await pending_amendment(handle, cheaper_lamps(SUE))
-    task = await open_task(client, amendment_request_key(quote, 1))
+    handle, quote, task = await cheaper_lamps_awaiting_approval(temporal_env, worker, engine, world)
 
     assert await handle.execute_update(QuoteToCash.cancel, QuoteCommand(MANAGER, "customer withdrew")) == "cancelled"
     assert (await chain_of(client, quote).result()).outcome == "cancelled"
