@@ -13,13 +13,13 @@ from models.approval_policies import body_from_json, policy_in_force
 from models.approvals import (
     ApprovalRequest,
     HumanTask,
-    OutboxMessage,
     RequestStatus,
     Substitution,
     replace_candidates,
 )
 from models.common import utcnow
 from models.db import transaction
+from models.outbox import OutgoingMessage, queue_messages
 from models.records import AuditEvent
 from models.users import Group, User, UserGroup
 from workflows.contracts import (
@@ -157,16 +157,11 @@ class ApprovalActivities:
                 select(User.username, User.email).where(User.username.in_(sorted(users)), User.active.is_(True))
             ).all()
             link = f"{self.public_url}/inbox/{request.task_key}" if request.task_key else ""
-            added = 0
-            for username, email in people:
-                key = f"{request.message_key}:{username}"
-                if session.scalars(select(OutboxMessage.id).where(OutboxMessage.message_key == key)).first():
-                    continue
-                body = request.body + (f"\n\nOpen the task: {link}\n" if link else "\n")
-                session.add(OutboxMessage(message_key=key, recipient=email, subject=request.subject, body=body,
-                                          link=link))
-                added += 1
-            return added
+            body = request.body + (f"\n\nOpen the task: {link}\n" if link else "\n")
+            # One statement for every recipient; a key already queued (a retry) is skipped.
+            return queue_messages(session, [OutgoingMessage(f"{request.message_key}:{username}", email,
+                                                            request.subject, body, link)
+                                            for username, email in people])
 
     @activity.defn
     def finish_request(self, request: FinishRequestInput) -> None:

@@ -14,7 +14,8 @@ from decimal import Decimal
 from sqlalchemy import event, func, select
 from sqlmodel import Session
 
-from models.common import ZERO, money
+from models.common import ZERO, money, utcnow
+from models.db import insert_if_absent
 from models.ledger import JournalEntry, JournalLine
 from models.masterdata import Account
 
@@ -49,10 +50,11 @@ def post_entry(
     journal: str = "general",
     memo: str = "",
 ) -> JournalEntry:
-    """Post a balanced entry once per `source_key` (a retry returns the entry already posted)."""
-    existing = session.scalar(select(JournalEntry).where(JournalEntry.source_key == source_key))
-    if existing is not None:
-        return existing
+    """Post a balanced entry once per `source_key` (a retry returns the entry already posted).
+
+    The entry is checked (balance, accounts) before anything is written, then claimed by its key in one statement
+    (INSERT ... ON CONFLICT DO NOTHING): a first posting costs no read for the key, and a retry reads the entry
+    already posted. A new entry comes back as a transient JournalEntry carrying its id (callers keep the id)."""
     cleaned = [l for l in lines if money(l.debit) != ZERO or money(l.credit) != ZERO]
     if len(cleaned) < 2:
         raise UnbalancedEntry(f"entry {source_key}: needs at least two non-zero lines")
@@ -69,9 +71,12 @@ def post_entry(
     for l in cleaned:
         if l.account_code not in ids:
             raise LookupError(f"no account with code {l.account_code!r} in the chart of accounts")
-    entry = JournalEntry(source_key=source_key, date=entry_date, journal=journal, memo=memo)
-    session.add(entry)
-    session.flush()
+    entry = JournalEntry(source_key=source_key, date=entry_date, journal=journal, memo=memo, created_at=utcnow())
+    entry.id = insert_if_absent(session, JournalEntry.__table__, {
+        "source_key": source_key, "date": entry_date, "journal": journal, "memo": memo,
+        "created_at": entry.created_at}, "source_key")
+    if entry.id is None:
+        return session.scalars(select(JournalEntry).where(JournalEntry.source_key == source_key)).one()
     # The lines go in as one Core executemany: this entry was checked to balance above and has no stored lines,
     # so the flush guard's per-entry re-read (and an INSERT per line) would only cost statements. The guard still
     # covers every other way of writing lines through the ORM.

@@ -31,12 +31,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from sqlalchemy import Select, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from models.approvals import OutboxMessage, OutboxStatus
 from models.common import utcnow
-from models.db import insert_if_absent, is_postgres, transaction
+from models.db import is_postgres, transaction
 from models.users import Group, User, UserGroup
 
 log = logging.getLogger("tradeflow.outbox")
@@ -67,10 +68,33 @@ def queue_message(session: Session, *, message_key: str, recipient: str, subject
     """Add one message in the caller's transaction (never commit); False when its key is already queued, so a
     retried activity adds nothing. One INSERT ... ON CONFLICT DO NOTHING: an order's notices queue several
     messages per activity, and a read before every write (and an ORM flush) was a tenth of its statements."""
-    return insert_if_absent(session, OutboxMessage.__table__, {
-        "message_key": message_key, "recipient": recipient, "subject": subject, "body": body, "link": link,
-        "status": OutboxStatus.pending, "attempts": 0, "last_error": "", "created_at": utcnow(),
-    }, "message_key") is not None
+    return queue_messages(session, [OutgoingMessage(message_key, recipient, subject, body, link)]) == 1
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    message_key: str
+    recipient: str
+    subject: str
+    body: str
+    link: str = ""
+
+
+def queue_messages(session: Session, messages: Sequence[OutgoingMessage]) -> int:
+    """Add several messages in one statement (INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING id):
+    the customer's and the rep's copy of a notice, a group's members. Returns how many were new; a key already
+    queued is skipped, as queue_message skips it."""
+    if not messages:
+        return 0
+    table = OutboxMessage.__table__
+    dialect = postgresql if is_postgres(session) else sqlite
+    now = utcnow()
+    stmt = dialect.insert(table).values([
+        {"message_key": m.message_key, "recipient": m.recipient, "subject": m.subject, "body": m.body,
+         "link": m.link, "status": OutboxStatus.pending, "attempts": 0, "last_error": "", "created_at": now}
+        for m in messages
+    ]).on_conflict_do_nothing(index_elements=["message_key"])
+    return len(session.execute(stmt.returning(table.c.id)).all())
 
 
 def queue_for_groups(session: Session, *, message_key: str, groups: Sequence[str], subject: str, body: str,
@@ -86,9 +110,8 @@ def queue_for_groups(session: Session, *, message_key: str, groups: Sequence[str
         .distinct()
         .order_by(User.username)
     ).all()
-    return sum(queue_message(session, message_key=f"{message_key}:{username}", recipient=email, subject=subject,
-                             body=body, link=link)
-               for username, email in members)
+    return queue_messages(session, [OutgoingMessage(f"{message_key}:{username}", email, subject, body, link)
+                                              for username, email in members])
 
 
 # ------------------------------------------------------------------------------------------- the message
