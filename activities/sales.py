@@ -214,7 +214,8 @@ class SalesActivities:
         try:
             with transaction(self.engine) as session:
                 orders.queue_order_notice(session, request.quote_number, message_key=request.message_key,
-                                          event=request.event, detail=request.detail, public_url=self.public_url)
+                                          event=request.event, detail=request.detail, public_url=self.public_url,
+                                          also_to=request.also_to)
         except REFUSALS as err:
             raise _refusal(err) from err
 

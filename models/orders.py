@@ -2165,13 +2165,15 @@ def _group_notice_body(order: SalesOrder, customer: Customer, event: str, detail
 
 
 def queue_order_notice(session: Session, number: str, *, message_key: str, event: str, detail: str = "",
-                       public_url: str, order: SalesOrder | None = None, recipients: dict | None = None) -> int:
+                       public_url: str, order: SalesOrder | None = None, recipients: dict | None = None,
+                       also_to: str = "") -> int:
     """Queue the e-mails about an order event in the outbox; returns how many were new (a retry adds none).
 
     Customer events go to the customer (key `<message_key>:customer`) and the rep (`<message_key>:<rep>`, with a
     link to the order page). Group events (GROUP_NOTICES) go to every active member of the group instead
     (`<message_key>:<username>`, with the link), through the outbox's group queue; rep events (REP_NOTICES) to the
-    rep alone (`<message_key>:<rep>`)."""
+    rep (`<message_key>:<rep>`), and to `also_to` when that active user asked for what the notice is about and is
+    not the rep (a sales manager who amended the order: `<message_key>:<username>`)."""
     if event not in NOTICE_SUBJECTS:
         raise OrderInputError("event", f"unknown order event {event!r}")
     if order is None:
@@ -2195,17 +2197,19 @@ def queue_order_notice(session: Session, number: str, *, message_key: str, event
         return outbox.queue_for_groups(session, message_key=message_key, groups=GROUP_NOTICES[event],
                                        subject=subject, body=body, link=link)
     if event in REP_NOTICES:
-        if not rep_email:
-            return 0
         body = _group_notice_body(order, customer, event, detail) + f"\nOpen the order: {link}\n"
-        return outbox.queue_message(session, message_key=f"{message_key}:{order.rep}", recipient=rep_email,
-                                    subject=subject, body=body, link=link)
+        copies = [outbox.OutgoingMessage(f"{message_key}:{order.rep}", rep_email, subject, body, link)] if rep_email \
+            else []
+        if also_to and also_to != order.rep:
+            asker_email = session.scalar(select(User.email).where(User.username == also_to, User.active.is_(True)))
+            if asker_email:
+                copies.append(outbox.OutgoingMessage(f"{message_key}:{also_to}", asker_email, subject, body, link))
+        return outbox.queue_messages(session, copies)
     body = _notice_body(order, customer, event, detail)
-    added = 0
+    copies = []  # the customer's and the rep's, in one statement
     if customer.email:
-        added += outbox.queue_message(session, message_key=f"{message_key}:customer", recipient=customer.email,
-                                      subject=subject, body=body)
+        copies.append(outbox.OutgoingMessage(f"{message_key}:customer", customer.email, subject, body))
     if rep_email:
-        added += outbox.queue_message(session, message_key=f"{message_key}:{order.rep}", recipient=rep_email,
-                                      subject=subject, body=body + f"\nOpen the order: {link}\n", link=link)
-    return added
+        copies.append(outbox.OutgoingMessage(f"{message_key}:{order.rep}", rep_email, subject,
+                                             body + f"\nOpen the order: {link}\n", link))
+    return outbox.queue_messages(session, copies)

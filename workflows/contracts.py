@@ -681,6 +681,8 @@ class OrderNotifyInput:
     # confirmation, hold, shipment, delay, invoice, reminder (to customer and rep); collections (to finance)
     event: str
     detail: str = ""
+    # A rep notice (amendment not applied) also goes to this user when they asked and are not the rep.
+    also_to: str = ""
 
 
 # Folded steps (patch "q2c-folded-steps" in workflows/quote_to_cash.py): one activity, one transaction, where the

@@ -811,12 +811,13 @@ class QuoteToCash:
 
     async def _amendment_not_applied(self, pending: PendingAmendment, what: str, actor: str, why: str,
                                      event: str, again: bool = True) -> None:
-        """On the timeline, and to the rep (the customer never heard of it): the amendment did not happen."""
+        """On the timeline, and to the rep and whoever asked for it (the customer never heard of it): the amendment
+        did not happen."""
         self._event(what, actor, f"{pending.summary}: {why}")
         await self._notify(event, f"{pending.key}:{event}",
                            f"The amendment {pending.requested_by} asked for ({pending.summary}) was not applied: "
                            f"{why}." + (" The order stands as it was; amend it again if still needed." if again
-                                        else ""))
+                                        else ""), also_to=pending.requested_by)
 
     async def _drop_amendment(self, why: str) -> None:
         """The order ended (cancelled, done) while an amendment waited: its chain is stopped, its tasks closed."""
@@ -1122,9 +1123,10 @@ class QuoteToCash:
         self._status = status
         self._publish()
 
-    async def _notify(self, event: str, message_key: str, detail: str = "") -> None:
+    async def _notify(self, event: str, message_key: str, detail: str = "", also_to: str = "") -> None:
         try:
-            await self._act(SalesActivities.notify_order, OrderNotifyInput(self._number, message_key, event, detail))
+            await self._act(SalesActivities.notify_order,
+                            OrderNotifyInput(self._number, message_key, event, detail, also_to=also_to))
         except ActivityError as err:
             # A message that cannot be written must not stop the order; the timeline says it was not sent.
             self._event(f"{event} notification not sent", "system", str(err.cause or err))

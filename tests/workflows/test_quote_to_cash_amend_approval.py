@@ -25,6 +25,7 @@ from models.approvals import ApprovalRequest, HumanTask, OutboxMessage
 from models.common import utcnow
 from models.orders import QuoteDraft, create_quote, quote_identity
 from models.records import AuditEvent
+from models.users import User
 from tests.workflows.histories import keep_history
 from tests.workflows.test_quote_to_cash import (  # noqa: F401  (world is a fixture)
     CUSTOMER_ACTOR,
@@ -250,6 +251,29 @@ async def test_a_rejected_amendment_leaves_the_order_as_it_was(temporal_env, wor
         SUE, (QuoteLineInput(LAMP, D("20"), unit_price=D("42.00")), QuoteLineInput(CABLE, D("10")))))
     assert (answer.pending_amendment, answer.version, answer.amount_total) == (None, 2, D("1106.70"))
     assert_ledger_balances(engine)
+
+
+async def test_a_rejected_amendment_asked_by_a_manager_reaches_the_manager_and_the_rep(temporal_env, worker,
+                                                                                       people_engine, world):
+    engine, client = people_engine, temporal_env.client
+    handle = await confirmed_order(temporal_env, worker, engine, world)
+    quote = number(handle)
+    # Max (a sales manager, not the order's rep) asks for the cheaper lamps; Mia rejects them.
+    answer = await pending_amendment(handle, cheaper_lamps(OTHER_MANAGER, "customer called me"))
+    assert answer.pending_amendment.requested_by == OTHER_MANAGER.username
+    task = await open_task(client, amendment_request_key(quote, 1))
+    await chain_of(client, quote).execute_update(ApprovalChainWorkflow.decide, DecideCommand(
+        task, MANAGER, "rejected", "below our floor"))
+
+    await until(handle, lambda v: v.pending_amendment is None, "amendment dropped")
+    key = f"{quote}/amend/1:amendment_rejected"
+    assert rep_notices(engine, quote) == [(f"{key}:{SUE.username}", f"Order {quote}: amendment not approved"),
+                                          (f"{key}:{OTHER_MANAGER.username}", f"Order {quote}: amendment not approved")]
+    with Session(engine) as s:
+        to_max = s.scalars(select(OutboxMessage).where(OutboxMessage.message_key == f"{key}:max.manager")).one()
+        assert to_max.recipient == s.scalars(select(User.email).where(User.username == "max.manager")).one()
+        assert "max.manager asked for" in to_max.body and "below our floor" in to_max.body
+    assert (order_row(engine, quote).version, lines(engine, quote)[1].unit_price) == (1, D("45.00"))
 
 
 async def test_changes_requested_on_an_amendment_count_as_a_rejection(temporal_env, worker, people_engine, world):
