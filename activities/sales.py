@@ -108,12 +108,12 @@ class SalesActivities:
             raise _refusal(err) from err
 
     @activity.defn
-    def set_order_status(self, request: SetOrderStatusInput) -> QuoteState:
+    def set_order_status(self, request: SetOrderStatusInput) -> QuoteState | None:
         try:
             with transaction(self.engine) as session:
                 order = orders.set_status(session, request.quote_number, request.status, actor=request.actor,
                                           reason=request.reason)
-                return orders.quote_state(session, request.quote_number, order=order)
+                return orders.quote_state(session, request.quote_number, order=order) if request.quote else None
         except REFUSALS as err:
             raise _refusal(err) from err
 

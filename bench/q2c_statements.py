@@ -87,8 +87,9 @@ def one_order(acts: SalesActivities, engine, counter: Counter, lines, stats, tra
     ordered = any(ln.sku == LAMP for ln in lines)
     run("load_quote", acts.load_quote, QuoteRef(number))
     run("set_order_status pending", acts.set_order_status, SetOrderStatusInput(number, "pending_approval",
-                                                                                "sam.sales"))
-    run("set_order_status sent", acts.set_order_status, SetOrderStatusInput(number, "sent", "system", "approved"))
+                                                                                "sam.sales", quote=False))
+    run("set_order_status sent", acts.set_order_status, SetOrderStatusInput(number, "sent", "system", "approved",
+                                                                             quote=False))
     run("accept_order", acts.accept_order, QuoteRef(number))
     run("confirm_order", acts.confirm_order, ConfirmOrderInput(number, "orders@muster.test", "confirmed",
                                                               f"{number}/inv/1" if ordered else None))

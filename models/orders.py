@@ -411,11 +411,14 @@ def _shipping_policy(preference: str) -> str:
     return rules.SHIPPING_ONE if preference == BackorderPreference.ship_complete else rules.SHIPPING_DIRECT
 
 
-def _write_lines(session: Session, order: SalesOrder, priced: list[_PricedLine], today: date) -> None:
-    """Replace the order's lines by the priced ones and recompute totals and the promised date."""
-    for old in _lines(session, order):
-        session.delete(old)
-    session.flush()
+def _write_lines(session: Session, order: SalesOrder, priced: list[_PricedLine], today: date, *,
+                 new: bool = False) -> None:
+    """Replace the order's lines by the priced ones and recompute totals and the promised date. `new`: the order
+    was just inserted and has no lines to replace."""
+    if not new:
+        for old in _lines(session, order):
+            session.delete(old)
+        session.flush()
     promises = []
     for no, p in enumerate(priced, 1):
         promise = None
@@ -501,7 +504,7 @@ def create_quote(session: Session, draft: QuoteDraft, *, rep: str, today: date) 
     )
     session.add(order)
     session.flush()
-    _write_lines(session, order, priced, today)
+    _write_lines(session, order, priced, today, new=True)
     _audit(session, rep, "quote.created", number, channel=draft.channel, amount_total=str(order.amount_total))
     return order
 
@@ -1197,15 +1200,18 @@ def _settle(invoice: CustomerInvoice, amount: Decimal) -> None:
     invoice.status = "paid" if invoice.amount_residual == 0 else "partial"
 
 
-def _payment_quotes(session: Session, payment: CustomerPayment) -> list[str]:
+def _payment_quotes(session: Session, payment: CustomerPayment, paid: set[str] | None = None) -> list[str]:
     """Orders whose workflows hear of the payment: the customer's orders on credit hold (the payment may release
-    them) and the orders of the invoices it paid (read back from the entry's lines, labelled by invoice)."""
-    touched = set(session.scalars(
-        select(JournalLine.label).where(JournalLine.entry_id == payment.journal_entry_id, JournalLine.credit > 0)
-    ))
+    them) and the orders of the invoices it paid: `paid` when the caller has just allocated it, else read back
+    from the entry's lines (labelled by invoice)."""
     numbers = set(session.scalars(
         select(SalesOrder.number).where(SalesOrder.customer_id == payment.customer_id,
                                         SalesOrder.status == OrderStatus.credit_hold)
+    ))
+    if paid is not None:
+        return sorted(numbers | paid)
+    touched = set(session.scalars(
+        select(JournalLine.label).where(JournalLine.entry_id == payment.journal_entry_id, JournalLine.credit > 0)
     ))
     if touched:
         numbers |= set(session.scalars(
@@ -1278,27 +1284,28 @@ def record_payment(
         if part > 0:
             allocations.append((invoice, part))
             left -= part
-    payment = CustomerPayment(reference=reference, customer_id=customer.id, amount=amount, payment_date=payment_date,
-                              recorded_by=recorded_by, invoice_id=allocations[0][0].id if allocations else None)
-    session.add(payment)
-    session.flush()
     credit_lines = [LineSpec(RECEIVABLE_ACCOUNT, credit=part, label=inv.number, customer_id=customer.id)
                     for inv, part in allocations]
     if left > 0:
         credit_lines.append(LineSpec(RECEIVABLE_ACCOUNT, credit=left, label=UNALLOCATED, customer_id=customer.id))
+    # The entry first, so the payment row is written once, already pointing at it.
     entry = post_entry(session, source_key=f"payment:{reference}", entry_date=payment_date, journal="bank",
                        memo=f"Payment {reference} from {customer.code}",
                        lines=[LineSpec(BANK_ACCOUNT, debit=amount, label=reference, customer_id=customer.id),
                               *credit_lines])
-    payment.journal_entry_id = entry.id
+    payment = CustomerPayment(reference=reference, customer_id=customer.id, amount=amount, payment_date=payment_date,
+                              recorded_by=recorded_by, invoice_id=allocations[0][0].id if allocations else None,
+                              journal_entry_id=entry.id)
     session.add(payment)
+    paid: set[str] = set()
     for invoice, part in allocations:
         _settle(invoice, part)
         order = session.get(SalesOrder, invoice.order_id)
         order.amount_paid = money(order.amount_paid) + part
+        paid.add(order.number)
         session.add_all([invoice, order])
     session.flush()
-    return payment, _payment_quotes(session, payment)
+    return payment, _payment_quotes(session, payment, paid)
 
 
 def order_balance(session: Session, number: str, *, order: SalesOrder | None = None) -> OrderBalance:

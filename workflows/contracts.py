@@ -532,6 +532,9 @@ class SetOrderStatusInput:
     status: str
     actor: str = "system"
     reason: str = ""
+    # False: the caller holds the quote already (a status change moves nothing else of it), so the activity
+    # returns None instead of reading the customer and the lines again.
+    quote: bool = True
 
 
 @dataclass(frozen=True)

@@ -1115,11 +1115,14 @@ class QuoteToCash:
     async def _set_status(self, status: str, actor: str = "system", reason: str = "") -> None:
         self._becoming = status
         try:
-            self._quote = await self._act(
-                SalesActivities.set_order_status, SetOrderStatusInput(self._number, status, actor, reason)
+            # The quote is not read back: a status change moves nothing else of it (runs recorded before this got
+            # the whole quote back, and take it as they did).
+            reloaded: QuoteState | None = await self._act(
+                SalesActivities.set_order_status, SetOrderStatusInput(self._number, status, actor, reason, quote=False)
             )
         finally:
             self._becoming = None
+        self._quote = reloaded if reloaded is not None else replace(self._quote, status=status)
         self._status = status
         self._publish()
 

@@ -76,6 +76,9 @@ def test_every_sales_activity_is_idempotent_when_retried(acts):
     assert (edited.version, edited.amount_untaxed) == (2, D("1259.92"))  # 90 + 450 + 8 × 89.99
 
     assert twice(engine, a.set_order_status, SetOrderStatusInput(number, "sent")).status == "sent"
+    # What the workflow asks (it holds the quote): the status is written, nothing is read back.
+    assert twice(engine, a.set_order_status, SetOrderStatusInput(number, "credit_hold", quote=False)) is None
+    assert twice(engine, a.load_quote, ref).status == "credit_hold"
     confirmed = twice(engine, a.set_order_status, SetOrderStatusInput(number, "confirmed", actor="sam.sales"))
     assert confirmed.status == "confirmed"
 
