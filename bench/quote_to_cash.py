@@ -354,6 +354,7 @@ async def measure(args: argparse.Namespace) -> None:
         finally:
             stop_worker(twin_worker)
             stop_worker(q2c_worker)
+            driver.close()
             await env.shutdown()
             engine.dispose()
             if drop:

@@ -162,6 +162,7 @@ async def test_orders_complete_exactly_once_while_the_worker_is_killed(temporal_
         raise
     finally:
         worker.stop()
+        driver.close()
 
     print(f"\n{ORDERS} orders, {len(kills)} kills (orders finished at each: {kills}); driver retries "
           f"{dict(stats.retried)}; refusals recognised as earlier success {len(stats.recognised)}; "
