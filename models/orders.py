@@ -296,11 +296,17 @@ def _check_customer_ref(session: Session, customer: Customer, ref: str | None, *
         raise DuplicateCustomerRef(customer.code, ref, existing)
 
 
-def _category_path(session: Session, category_id: int | None) -> tuple[int, ...]:
+def _category_path(session: Session, category_id: int | None, parents: dict | None = None) -> tuple[int, ...]:
+    """The category and its ancestors, nearest first. `parents`: category id -> parent id already read in this
+    call (the lines of one quote mostly share their upper categories)."""
+    parents = {} if parents is None else parents
     path: list[int] = []
     while category_id is not None and category_id not in path and len(path) < 20:
         path.append(category_id)
-        category_id = session.scalar(select(ProductCategory.parent_id).where(ProductCategory.id == category_id))
+        if category_id not in parents:
+            parents[category_id] = session.scalar(
+                select(ProductCategory.parent_id).where(ProductCategory.id == category_id))
+        category_id = parents[category_id]
     return tuple(path)
 
 
@@ -344,6 +350,8 @@ def _price_lines(
         raise OrderInputError("lines", "a quote needs at least one line")
     price_rules = _price_rules(session, pricelist_id)
     priced = []
+    parents: dict[int, int | None] = {}  # category parents, read once per call
+    tax_rates: dict[int, Decimal] = {}
     for i, line in enumerate(lines):
         sku = (line.sku or "").strip()
         product = session.scalars(select(Product).where(Product.sku == sku)).first() if sku else None
@@ -363,7 +371,7 @@ def _price_lines(
         list_price, cost = money(product.list_price), Decimal(str(product.standard_cost))
         # The pricelist's price is worked out even under a manual price: it is what the concession is measured on.
         rule = rules.select_price_rule(
-            price_rules, product_id=product.id, category_path=_category_path(session, product.category_id),
+            price_rules, product_id=product.id, category_path=_category_path(session, product.category_id, parents),
             quantity=quantity, on=today,
         )
         agreed_price = rules.rule_price(rule, list_price=list_price, cost=cost)
@@ -375,7 +383,9 @@ def _price_lines(
             rule_id = rule.id if rule is not None else None
         tax_rate = ZERO
         if product.tax_id is not None:
-            tax_rate = Decimal(str(session.scalar(select(Tax.rate).where(Tax.id == product.tax_id))))
+            if product.tax_id not in tax_rates:
+                tax_rates[product.tax_id] = Decimal(str(session.scalar(select(Tax.rate).where(Tax.id == product.tax_id))))
+            tax_rate = tax_rates[product.tax_id]
         amounts = rules.line_amounts(
             quantity=quantity, unit_price=unit_price, list_price=list_price, line_discount_percent=discount,
             order_discount_percent=order_discount, tax_rate=tax_rate, unit_cost=cost,
@@ -387,22 +397,20 @@ def _price_lines(
     return priced
 
 
-def _available(session: Session, product_id: int, warehouse_id: int) -> Decimal:
-    row = session.execute(
-        select(func.coalesce(func.sum(Quant.quantity), 0), func.coalesce(func.sum(Quant.reserved), 0))
+def _line_promise(session: Session, product_id: int, quantity: Decimal, warehouse_id: int, today: date) -> date:
+    # What the warehouse holds unreserved and the shortest supplier lead time, in one statement.
+    on_hand, reserved, lead = session.execute(
+        select(func.coalesce(func.sum(Quant.quantity), 0), func.coalesce(func.sum(Quant.reserved), 0),
+               select(func.min(SupplierOffer.lead_time_days)).where(SupplierOffer.product_id == product_id)
+               .scalar_subquery())
+        .select_from(Quant)
         .join(Location, Location.id == Quant.location_id)
         .where(Quant.product_id == product_id, Location.warehouse_id == warehouse_id,
                Location.usage == LocationUsage.internal)
     ).one()
-    return qty(row[0]) - qty(row[1])
-
-
-def _line_promise(session: Session, product_id: int, quantity: Decimal, warehouse_id: int, today: date) -> date:
-    lead = session.scalar(select(func.min(SupplierOffer.lead_time_days)).where(SupplierOffer.product_id == product_id))
     # Purchase orders do not exist yet (procure-to-pay comes later), so no incoming receipts are known.
     return rules.promised_date(
-        today, requested=quantity, available_now=_available(session, product_id, warehouse_id), incoming=(),
-        supplier_lead_days=lead,
+        today, requested=quantity, available_now=qty(on_hand) - qty(reserved), incoming=(), supplier_lead_days=lead,
     )
 
 
