@@ -34,6 +34,13 @@ class LineSpec:
     supplier_id: int | None = None
 
 
+def known_account_ids(session: Session) -> dict[str, int]:
+    """Account code -> id as this session (one transaction) has read them: a shipment's moves and its cost entry
+    post to the same few accounts, and each was read once. Kept in `session.info`, so it ends with the session and
+    never outlives a change of the chart."""
+    return session.info.setdefault("tradeflow.account_ids", {})
+
+
 def account_id(session: Session, code: str) -> int:
     found = session.scalar(select(Account.id).where(Account.code == code))
     if found is None:
@@ -65,9 +72,12 @@ def post_entry(
     credit = sum((money(l.credit) for l in cleaned), ZERO)
     if debit != credit:
         raise UnbalancedEntry(f"entry {source_key}: debits {debit} differ from credits {credit}")
-    # Every account in one query (an invoice names up to five), resolved before anything is written.
-    codes = {l.account_code for l in cleaned}
-    ids = dict(session.execute(select(Account.code, Account.id).where(Account.code.in_(codes))).all())
+    # Every account resolved before anything is written: those this session has met already (known_account_ids),
+    # the rest in one query (an invoice names up to five).
+    ids = known_account_ids(session)
+    missing = {l.account_code for l in cleaned} - ids.keys()
+    if missing:
+        ids.update(session.execute(select(Account.code, Account.id).where(Account.code.in_(missing))).all())
     for l in cleaned:
         if l.account_code not in ids:
             raise LookupError(f"no account with code {l.account_code!r} in the chart of accounts")

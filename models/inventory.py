@@ -23,7 +23,7 @@ from sqlalchemy import and_, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
-from models.accounting import LineSpec, post_entry
+from models.accounting import LineSpec, known_account_ids, post_entry
 from models.common import ZERO, LocationUsage, MoveKind, money, qty, utcnow
 from models.db import insert_if_absent
 from models.ledger import JournalEntry
@@ -341,6 +341,9 @@ class MoveResult:
     value: Decimal
     journal_entry_id: int | None
     already_posted: bool
+    # What the move's demand still holds reserved after it (None: no demand key, or the move was already posted):
+    # the caller that mirrors it on an order line need not read the demand again.
+    demand_reserved: Decimal | None = None
 
 
 def post_move(session: Session, request: MoveRequest, *, account_memo: dict | None = None) -> MoveResult:
@@ -399,8 +402,9 @@ def post_move(session: Session, request: MoveRequest, *, account_memo: dict | No
     # The row was just written from these values: what the valuation needs of it is known without reading it back.
     move = _NewMove(claimed_id, request.key, kind)
 
+    demand_reserved = None
     if source.usage in OWNED_USAGES:
-        _remove_stock(session, product.id, source, amount, request.demand_key)
+        demand_reserved = _remove_stock(session, product.id, source, amount, request.demand_key)
     if dest.usage in OWNED_USAGES:
         _add_stock(session, product.id, dest.id, amount)
 
@@ -435,7 +439,7 @@ def post_move(session: Session, request: MoveRequest, *, account_memo: dict | No
         .values(value=value, unit_cost=unit_cost, journal_entry_id=journal_entry_id)
     )
     session.flush()
-    return MoveResult(move.id, move.key, kind, value, journal_entry_id, False)
+    return MoveResult(move.id, move.key, kind, value, journal_entry_id, False, demand_reserved)
 
 
 @dataclass(frozen=True)
@@ -470,9 +474,13 @@ def _subtree(location: Location):
     return Location.path.startswith(location.path)
 
 
-def _remove_stock(session: Session, product_id: int, source: Location, amount: Decimal, demand_key: str | None):
+def _remove_stock(session: Session, product_id: int, source: Location, amount: Decimal,
+                  demand_key: str | None) -> Decimal | None:
+    """Take `amount` out of `source`'s subtree: the demand's own reservation first, then unreserved stock.
+    Returns what the demand still holds reserved afterwards (None without a demand key)."""
     quant = Quant.__table__
     left = amount
+    demand_left = None
     if demand_key:
         demand = session.execute(
             select(ReservationDemand)
@@ -510,8 +518,9 @@ def _remove_stock(session: Session, product_id: int, source: Location, amount: D
                 left -= part
             demand.reserved = qty(demand.reserved) - used
             session.add(demand)
+        demand_left = qty(demand.reserved) if demand is not None else ZERO
     if left <= 0:
-        return
+        return demand_left
     # The rest comes from unreserved stock, oldest first; reserved stock of other demands is never taken.
     rows = session.execute(
         select(quant.c.id)
@@ -530,7 +539,7 @@ def _remove_stock(session: Session, product_id: int, source: Location, amount: D
         session.execute(update(quant).where(quant.c.id == quant_id).values(quantity=qty(on_hand) - part))
         left -= part
         if left <= 0:
-            return
+            return demand_left
     raise InsufficientStock(
         f"not enough unreserved stock of product {product_id} in {source.full_name}: {left} short"
     )
@@ -660,6 +669,7 @@ def category_accounts(session: Session, category_id: int | None, memo: dict | No
         codes = dict(session.execute(select(Account.id, Account.code)
                                      .where(Account.id.in_(set(found.values())))).all())
         result = {attr: codes[account_id] for attr, account_id in found.items()}
+        known_account_ids(session).update({code: account_id for account_id, code in codes.items()})
     if memo is not None:
         memo[key] = result
     return result

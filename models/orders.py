@@ -971,10 +971,13 @@ def _ship(session: Session, shipment: Shipment, order: SalesOrder, today: date) 
             session.add(sl)
         delivered_before = qty(line.qty_delivered)
         line.qty_delivered = delivered_before + qty(sl.quantity)
-        # post_move flushed the demand it consumed: read what it still holds without flushing first, so the
-        # line is written once with both quantities.
-        with session.no_autoflush:
-            line.qty_reserved = _held(session, demand_key(order.number, line.line_no))
+        # What the demand still holds: as post_move left it, or (a retried move, a drop-ship line) read without
+        # flushing first, so the line is written once with both quantities.
+        if not shipment.drop_ship and moved.demand_reserved is not None:
+            line.qty_reserved = moved.demand_reserved
+        else:
+            with session.no_autoflush:
+                line.qty_reserved = _held(session, demand_key(order.number, line.line_no))
         session.add(line)
         session.flush()
         _catch_up_cogs(session, order, line, delivered_before, today, shipment.number, codes)

@@ -110,8 +110,11 @@ def test_delivery_never_takes_stock_reserved_for_another_demand(any_world):
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(StockMove)) == 1
         assert s.scalar(select(func.count()).select_from(JournalEntry)) == 1
-    # The demand that holds the reservation ships its own units.
-    deliver(engine, world, world.fifo_id, "8", "SO-9/1/ship", demand_key="SO-9/1")
+    # The demand that holds the reservation ships its own units, part first: the move says what it still holds.
+    first = deliver(engine, world, world.fifo_id, "5", "SO-9/1/ship", demand_key="SO-9/1")
+    assert (first.demand_reserved, first.already_posted) == (D("3"), False)
+    assert deliver(engine, world, world.fifo_id, "5", "SO-9/1/ship", demand_key="SO-9/1").demand_reserved is None
+    assert deliver(engine, world, world.fifo_id, "3", "SO-9/1/ship2", demand_key="SO-9/1").demand_reserved == D("0")
     with Session(engine) as s:
         levels, total = stock_levels(s, product_id=world.fifo_id)
     assert total == 1
