@@ -81,12 +81,11 @@ def post_entry(
     for l in cleaned:
         if l.account_code not in ids:
             raise LookupError(f"no account with code {l.account_code!r} in the chart of accounts")
-    entry = JournalEntry(source_key=source_key, date=entry_date, journal=journal, memo=memo, created_at=utcnow())
-    entry.id = insert_if_absent(session, JournalEntry.__table__, {
-        "source_key": source_key, "date": entry_date, "journal": journal, "memo": memo,
-        "created_at": entry.created_at}, "source_key")
-    if entry.id is None:
+    values = {"source_key": source_key, "date": entry_date, "journal": journal, "memo": memo, "created_at": utcnow()}
+    claimed = insert_if_absent(session, JournalEntry.__table__, values, "source_key")
+    if claimed is None:
         return session.scalars(select(JournalEntry).where(JournalEntry.source_key == source_key)).one()
+    entry = JournalEntry(id=claimed, **values)
     # The lines go in as one Core executemany: this entry was checked to balance above and has no stored lines,
     # so the flush guard's per-entry re-read (and an INSERT per line) would only cost statements. The guard still
     # covers every other way of writing lines through the ORM.

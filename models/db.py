@@ -133,9 +133,18 @@ def insert_if_absent(session: Session, table, values: dict, key: str) -> int | N
     """Insert unless a row with the same unique `key` exists, in one statement (INSERT ... ON CONFLICT DO NOTHING,
     on SQLite and PostgreSQL alike); the new row's id, or None when it existed already. RETURNING tells reliably
     whether the row was new (rowcount of an upsert differs between drivers)."""
+    new_ids = insert_rows_if_absent(session, table, [values], key)
+    return new_ids[0] if new_ids else None
+
+
+def insert_rows_if_absent(session: Session, table, rows: list[dict], key: str) -> list[int]:
+    """insert_if_absent for several rows in one statement (INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING
+    RETURNING id): the ids of the rows that were new; a row whose `key` exists already is skipped."""
+    if not rows:
+        return []
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
-    return session.execute(stmt.returning(table.c.id)).scalar_one_or_none()
+    stmt = dialect.insert(table).values(rows).on_conflict_do_nothing(index_elements=[key])
+    return list(session.execute(stmt.returning(table.c.id)).scalars())
 
 
 def is_postgres(session_or_engine) -> bool:

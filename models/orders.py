@@ -384,7 +384,8 @@ def _price_lines(
         tax_rate = ZERO
         if product.tax_id is not None:
             if product.tax_id not in tax_rates:
-                tax_rates[product.tax_id] = Decimal(str(session.scalar(select(Tax.rate).where(Tax.id == product.tax_id))))
+                rate = session.scalar(select(Tax.rate).where(Tax.id == product.tax_id))
+                tax_rates[product.tax_id] = Decimal(str(rate))
             tax_rate = tax_rates[product.tax_id]
         amounts = rules.line_amounts(
             quantity=quantity, unit_price=unit_price, list_price=list_price, line_discount_percent=discount,
@@ -964,20 +965,20 @@ def _ship(session: Session, shipment: Shipment, order: SalesOrder, today: date) 
                 source_location_id=stock.id, dest_location_id=customers.id,
                 demand_key=demand_key(order.number, line.line_no), move_date=today, customer_id=order.customer_id,
             ), account_memo=codes.categories)
-            sl.move_id = moved.move_id
+            sl.move_id, held = moved.move_id, moved.demand_reserved
             session.add(sl)
         else:  # the supplier delivered: receive the drop-ship purchase and value the delivery at its price
             sl.move_id = purchasing.receive_drop_ship(session, shipment, sl, order, today, codes.categories)
             session.add(sl)
+            held = None
         delivered_before = qty(line.qty_delivered)
         line.qty_delivered = delivered_before + qty(sl.quantity)
         # What the demand still holds: as post_move left it, or (a retried move, a drop-ship line) read without
         # flushing first, so the line is written once with both quantities.
-        if not shipment.drop_ship and moved.demand_reserved is not None:
-            line.qty_reserved = moved.demand_reserved
-        else:
+        if held is None:
             with session.no_autoflush:
-                line.qty_reserved = _held(session, demand_key(order.number, line.line_no))
+                held = _held(session, demand_key(order.number, line.line_no))
+        line.qty_reserved = held
         session.add(line)
         session.flush()
         _catch_up_cogs(session, order, line, delivered_before, today, shipment.number, codes)

@@ -31,13 +31,12 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 
 from sqlalchemy import Select, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from models.approvals import OutboxMessage, OutboxStatus
 from models.common import utcnow
-from models.db import is_postgres, transaction
+from models.db import insert_rows_if_absent, is_postgres, transaction
 from models.users import Group, User, UserGroup
 
 log = logging.getLogger("tradeflow.outbox")
@@ -84,17 +83,12 @@ def queue_messages(session: Session, messages: Sequence[OutgoingMessage]) -> int
     """Add several messages in one statement (INSERT ... VALUES (...), (...) ON CONFLICT DO NOTHING RETURNING id):
     the customer's and the rep's copy of a notice, a group's members. Returns how many were new; a key already
     queued is skipped, as queue_message skips it."""
-    if not messages:
-        return 0
-    table = OutboxMessage.__table__
-    dialect = postgresql if is_postgres(session) else sqlite
     now = utcnow()
-    stmt = dialect.insert(table).values([
+    return len(insert_rows_if_absent(session, OutboxMessage.__table__, [
         {"message_key": m.message_key, "recipient": m.recipient, "subject": m.subject, "body": m.body,
          "link": m.link, "status": OutboxStatus.pending, "attempts": 0, "last_error": "", "created_at": now}
         for m in messages
-    ]).on_conflict_do_nothing(index_elements=["message_key"])
-    return len(session.execute(stmt.returning(table.c.id)).all())
+    ], "message_key"))
 
 
 def queue_for_groups(session: Session, *, message_key: str, groups: Sequence[str], subject: str, body: str,
